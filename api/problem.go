@@ -1,0 +1,145 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/resources"
+)
+
+// problemBase prefixes the problem "type" URIs.
+const problemBase = "https://herald.dev/problems/"
+
+// Problem is an RFC 9457 problem document, the body of every error answer.
+type Problem struct {
+	Type      string              `json:"type"`
+	Title     string              `json:"title"`
+	Status    int                 `json:"status"`
+	Detail    string              `json:"detail,omitempty"`
+	Instance  string              `json:"instance,omitempty"`
+	RequestID string              `json:"requestId,omitempty"`
+	Errors    []resources.Problem `json:"errors,omitempty"`
+}
+
+// Error makes Problem an error handlers can return.
+func (p *Problem) Error() string { return p.Title + ": " + p.Detail }
+
+func newProblem(status int, slug, title, detail string) *Problem {
+	return &Problem{Type: problemBase + slug, Title: title, Status: status, Detail: detail}
+}
+
+// toProblem maps any error a handler returns to its problem document. The
+// second result tells whether the error is unexpected (logged, and never
+// shown to the client beyond the request id).
+func toProblem(err error) (*Problem, bool) {
+	var (
+		p    *Problem
+		he   *echo.HTTPError
+		ve   *resources.ValidationError
+		qe   *resources.QueryError
+		ce   *resources.ConflictError
+		fe   *resources.ForbiddenError
+		de   *resources.DestructiveError
+		se   *resources.SchemaError
+		mbe  *http.MaxBytesError
+		body *bodyError
+	)
+	switch {
+	case errors.As(err, &p):
+		return p, false
+	case errors.As(err, &mbe):
+		return newProblem(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
+			"the body exceeds HERALD_MAX_BODY"), false
+	case errors.As(err, &body):
+		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", body.msg), false
+	case errors.As(err, &ve):
+		pr := newProblem(http.StatusUnprocessableEntity, "validation", "Invalid record", "one or more fields are invalid")
+		pr.Errors = ve.Problems
+		return pr, false
+	case errors.As(err, &se):
+		pr := newProblem(http.StatusUnprocessableEntity, "invalid-schema", "Invalid schema", "the schema has errors")
+		pr.Errors = se.Problems
+		return pr, false
+	case errors.As(err, &qe):
+		pr := newProblem(http.StatusBadRequest, "bad-query", "Bad query parameter", qe.Error())
+		pr.Errors = []resources.Problem{{Field: qe.Param, Rule: "query", Message: qe.Message}}
+		return pr, false
+	case errors.As(err, &de):
+		pr := newProblem(http.StatusConflict, "destructive-change", "Destructive schema change", de.Error())
+		for _, c := range de.Changes {
+			pr.Errors = append(pr.Errors, resources.Problem{Field: c.Resource + "." + c.Field, Rule: c.Op, Message: c.Detail})
+		}
+		return pr, false
+	case errors.As(err, &ce):
+		pr := newProblem(http.StatusConflict, "conflict", "Conflict", ce.Message)
+		pr.Errors = ce.Problems
+		return pr, false
+	case errors.As(err, &fe):
+		pr := newProblem(http.StatusForbidden, "forbidden", "Forbidden", fe.Message)
+		pr.Errors = fe.Problems
+		return pr, false
+	case errors.Is(err, models.ErrNotFound):
+		return newProblem(http.StatusNotFound, "not-found", "Not found", "no such resource or record"), false
+	case errors.Is(err, models.ErrUnauthorized):
+		return newProblem(http.StatusUnauthorized, "unauthorized", "Unauthorized", "missing or invalid credentials"), false
+	case errors.Is(err, models.ErrForbidden):
+		return newProblem(http.StatusForbidden, "forbidden", "Forbidden", "this role may not do that"), false
+	case errors.Is(err, models.ErrConflict):
+		return newProblem(http.StatusConflict, "conflict", "Conflict", "the write conflicts with existing data"), false
+	case errors.Is(err, resources.ErrStopped):
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the server is shutting down"), false
+	case errors.As(err, &he):
+		title := http.StatusText(he.Code)
+		detail, _ := he.Message.(string)
+		if he.Code == http.StatusNotFound {
+			detail = "no such resource or record"
+		}
+		return newProblem(he.Code, slugFor(he.Code), title, detail), false
+	}
+	return newProblem(http.StatusInternalServerError, "internal", "Internal server error",
+		"an unexpected error happened; quote the request id when reporting it"), true
+}
+
+func slugFor(code int) string {
+	switch code {
+	case http.StatusNotFound:
+		return "not-found"
+	case http.StatusMethodNotAllowed:
+		return "method-not-allowed"
+	case http.StatusUnauthorized:
+		return "unauthorized"
+	case http.StatusRequestEntityTooLarge:
+		return "body-too-large"
+	}
+	return "http-error"
+}
+
+// errorHandler is echo's single error handler: every error answer is
+// problem+json, and a 500 carries only the request id (the cause is logged).
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p, unexpected := toProblem(err)
+		cp := *p
+		cp.RequestID = requestID(c)
+		cp.Instance = c.Request().URL.Path
+		if unexpected {
+			log.Error("request failed", "err", err, "requestId", cp.RequestID,
+				"method", c.Request().Method, "path", c.Request().URL.Path)
+		}
+		if cp.Status == http.StatusUnauthorized {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		}
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		c.Response().WriteHeader(cp.Status)
+		if c.Request().Method != http.MethodHead {
+			_ = jsonEncode(c.Response(), &cp)
+		}
+	}
+}

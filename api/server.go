@@ -1,0 +1,189 @@
+// Package api is Herald's HTTP surface: the echo server, its routes, thin
+// handlers, middleware and the problem+json error handler. Handlers bind,
+// call one service method and respond; access rules, SQL and transactions
+// live in package resources.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/resources"
+)
+
+// Config configures the HTTP server.
+type Config struct {
+	// AdminKeyHash is the SHA-256 of the admin bearer key. Required.
+	AdminKeyHash [32]byte
+	// MaxBody caps request bodies in bytes (HERALD_MAX_BODY). Default 1 MiB.
+	MaxBody int64
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Ready reports whether the server can serve (database reachable,
+	// schema applied). Default: always ready.
+	Ready func(ctx context.Context) error
+}
+
+// Server is Herald's HTTP handler.
+type Server struct {
+	cfg   Config
+	e     *echo.Echo
+	store *resources.Store
+}
+
+// New builds the server and its routes.
+func New(cfg Config, store *resources.Store) (*Server, error) {
+	if cfg.AdminKeyHash == ([32]byte{}) {
+		return nil, errors.New("api: AdminKeyHash is required")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(context.Context) error { return nil }
+	}
+	s := &Server{cfg: cfg, e: echo.New(), store: store}
+	s.e.HideBanner, s.e.HidePort = true, true
+	s.e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	s.e.Use(s.requestIDMiddleware, s.authMiddleware)
+	s.routes()
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	e := s.e
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	admin := e.Group("/v1/_registry", s.requireAdmin)
+	admin.GET("", s.exportRegistry)
+	admin.POST("/import", s.importRegistry)
+
+	e.GET("/v1/:resource", s.list)
+	e.POST("/v1/:resource", s.create)
+	e.GET("/v1/:resource/:id", s.get)
+	e.PATCH("/v1/:resource/:id", s.update)
+	e.PUT("/v1/:resource/:id", s.replace)
+	e.DELETE("/v1/:resource/:id", s.delete)
+}
+
+const headerRequestID = "X-Request-ID"
+
+type requestIDKey struct{}
+
+// requestIDMiddleware honours a sane X-Request-ID or makes one, and echoes it.
+func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(headerRequestID)
+		if id == "" || len(id) > 200 || strings.ContainsAny(id, "\r\n") {
+			id = uuid.Must(uuid.NewV7()).String()
+		}
+		c.Response().Header().Set(headerRequestID, id)
+		c.Set("requestId", id)
+		ctx := context.WithValue(c.Request().Context(), requestIDKey{}, id)
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get("requestId").(string)
+	return id
+}
+
+// authMiddleware resolves the caller: the admin key is role admin, no
+// credentials are role public, anything else is 401.
+func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := &auth.Principal{Role: auth.RolePublic}
+		if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
+			token, ok := strings.CutPrefix(h, "Bearer ")
+			if !ok || token == "" {
+				return models.ErrUnauthorized
+			}
+			sum := sha256.Sum256([]byte(token))
+			if subtle.ConstantTimeCompare(sum[:], s.cfg.AdminKeyHash[:]) != 1 {
+				return models.ErrUnauthorized
+			}
+			p = auth.Admin()
+		}
+		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
+		return next(c)
+	}
+}
+
+// requireAdmin guards the admin API.
+func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := auth.FromContext(c.Request().Context())
+		if p.IsAdmin() {
+			return next(c)
+		}
+		if p.Role == auth.RolePublic {
+			return models.ErrUnauthorized
+		}
+		return newProblem(http.StatusForbidden, "forbidden", "Forbidden", "the admin API needs the admin key")
+	}
+}
+
+// bodyError is a body that is not valid JSON (400).
+type bodyError struct{ msg string }
+
+func (e *bodyError) Error() string { return e.msg }
+
+// readBody reads the request body within HERALD_MAX_BODY.
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	r := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBody)
+	return io.ReadAll(r)
+}
+
+// decodeJSON reads a JSON body; numbers stay json.Number so integers keep
+// their precision.
+func (s *Server) decodeJSON(c echo.Context) (any, error) {
+	raw, err := s.readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, &bodyError{"the body is not valid JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return nil, &bodyError{"the body has data after the JSON value"}
+	}
+	return v, nil
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// respond writes a JSON answer.
+func respond(c echo.Context, status int, v any) error {
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(status)
+	return jsonEncode(c.Response(), v)
+}

@@ -1,0 +1,224 @@
+// Package app wires Herald together: configuration, database, schema,
+// services and the HTTP server. main.go and the tests and benchmarks start
+// Herald through it.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"gorm.io/gorm/clause"
+
+	"github.com/herald-dev/herald/api"
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/resources"
+)
+
+// App is a running Herald instance's parts.
+type App struct {
+	cfg    Config
+	log    *slog.Logger
+	out    io.Writer
+	db     *database.DB
+	store  *resources.Store
+	server *api.Server
+}
+
+// Options are New's dependencies beyond the configuration.
+type Options struct {
+	// Logger defaults to a JSON logger on stderr.
+	Logger *slog.Logger
+	// Out receives the one-time admin key message. Default os.Stdout.
+	Out io.Writer
+}
+
+// New opens the database, applies the schema and builds the server. The
+// caller must Close it.
+func New(ctx context.Context, cfg Config, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stdout
+	}
+	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out}
+	db, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL, SQLiteSync: cfg.SQLiteSync})
+	if err != nil {
+		return nil, err
+	}
+	a.db = db
+	if err := a.init(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *App) init(ctx context.Context) error {
+	if err := a.db.Write.WithContext(ctx).AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
+		return fmt.Errorf("app: migrate herald tables: %w", err)
+	}
+	a.store = resources.NewStore(resources.StoreConfig{Logger: a.log}, a.db)
+	if err := a.loadSchema(ctx); err != nil {
+		return err
+	}
+	keyHash, err := a.adminKey(ctx)
+	if err != nil {
+		return err
+	}
+	a.server, err = api.New(api.Config{
+		AdminKeyHash: keyHash,
+		MaxBody:      a.cfg.MaxBody,
+		Logger:       a.log,
+		Ready:        a.ready,
+	}, a.store)
+	if err != nil {
+		return err
+	}
+	a.store.Start()
+	return nil
+}
+
+// loadSchema applies the schema file when there is one, else serves the
+// stored schema. A file whose plan is destructive stops start-up: such
+// changes go through the import API with allowDestructive=true.
+func (a *App) loadSchema(ctx context.Context) error {
+	doc, err := os.ReadFile(a.cfg.Schema)
+	if errors.Is(err, os.ErrNotExist) && !a.cfg.SchemaExplicit {
+		return a.store.Load(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("app: HERALD_SCHEMA: %w", err)
+	}
+	sc, err := resources.ParseSchema(doc)
+	if err != nil {
+		return fmt.Errorf("app: schema %s: %w", a.cfg.Schema, err)
+	}
+	res, err := a.store.Apply(ctx, sc, false, false)
+	if err != nil {
+		return fmt.Errorf("app: apply schema %s: %w", a.cfg.Schema, err)
+	}
+	if len(res.Changes) > 0 {
+		a.log.Info("schema applied", "file", a.cfg.Schema, "version", res.Version, "changes", len(res.Changes))
+	}
+	return nil
+}
+
+const adminKeySetting = "admin_key_sha256"
+
+// adminKey returns the admin key's hash: HERALD_ADMIN_KEY's, else the one
+// stored, else a new key's, which is stored (as a hash) and printed once.
+func (a *App) adminKey(ctx context.Context) ([32]byte, error) {
+	if a.cfg.AdminKey != "" {
+		return sha256.Sum256([]byte(a.cfg.AdminKey)), nil
+	}
+	db := a.db.Write.WithContext(ctx)
+	var s models.Setting
+	if err := db.Where("key = ?", adminKeySetting).Limit(1).Find(&s).Error; err != nil {
+		return [32]byte{}, fmt.Errorf("app: read admin key: %w", err)
+	}
+	if s.Value == "" {
+		buf := make([]byte, 24)
+		_, _ = rand.Read(buf)
+		key := "hk_" + base64.RawURLEncoding.EncodeToString(buf)
+		sum := sha256.Sum256([]byte(key))
+		res := db.Clauses(clause.OnConflict{DoNothing: true}).Create(&models.Setting{Key: adminKeySetting, Value: base64.StdEncoding.EncodeToString(sum[:])})
+		if res.Error != nil {
+			return [32]byte{}, fmt.Errorf("app: store admin key: %w", res.Error)
+		}
+		if res.RowsAffected == 1 {
+			fmt.Fprintf(a.out, "Herald generated an admin key. It is shown once; keep it:\n\n    %s\n\n", key)
+			return sum, nil
+		}
+		// Another instance stored one first: use that.
+		if err := db.Where("key = ?", adminKeySetting).Limit(1).Find(&s).Error; err != nil {
+			return [32]byte{}, fmt.Errorf("app: read admin key: %w", err)
+		}
+	}
+	var sum [32]byte
+	raw, err := base64.StdEncoding.DecodeString(s.Value)
+	if err != nil || len(raw) != 32 {
+		return sum, errors.New("app: stored admin key is corrupt; set HERALD_ADMIN_KEY")
+	}
+	copy(sum[:], raw)
+	return sum, nil
+}
+
+func (a *App) ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return a.db.Ping(ctx)
+}
+
+// Handler is the HTTP handler.
+func (a *App) Handler() http.Handler { return a.server }
+
+// Store is the resource store.
+func (a *App) Store() *resources.Store { return a.store }
+
+// DB is the open database.
+func (a *App) DB() *database.DB { return a.db }
+
+// Close stops the services and closes the database; safe to call twice.
+func (a *App) Close() error {
+	a.store.Stop()
+	if a.db == nil {
+		return nil
+	}
+	err := a.db.Close()
+	a.db = nil
+	return err
+}
+
+// Serve answers HTTP on ln until ctx is done, then shuts down gracefully:
+// it stops accepting, waits for requests in flight (up to the shutdown
+// timeout), finishes queued writes and closes the database.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           a.server,
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	a.log.Info("herald listening", "addr", ln.Addr().String(), "database", string(a.db.Kind))
+	select {
+	case err := <-errc:
+		_ = a.Close()
+		return err
+	case <-ctx.Done():
+	}
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	if cerr := a.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Run starts Herald with cfg and serves until ctx is done.
+func Run(ctx context.Context, cfg Config, opts Options) error {
+	a, err := New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		_ = a.Close()
+		return fmt.Errorf("app: HERALD_ADDR %s: %w", cfg.Addr, err)
+	}
+	return a.Serve(ctx, ln)
+}

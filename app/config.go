@@ -1,0 +1,182 @@
+package app
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is Herald's configuration. Every setting is an environment
+// variable and a flag of the same name in lower case without the prefix
+// (HERALD_MAX_BODY is -max-body); a flag wins over the variable.
+type Config struct {
+	Addr                string         // HERALD_ADDR, default ":8080"
+	DatabaseURL         string         // HERALD_DATABASE_URL, default "herald.db" (SQLite)
+	Schema              string         // HERALD_SCHEMA, default "herald.yaml" (used when it exists)
+	AdminKey            string         // HERALD_ADMIN_KEY, default: generated once and stored
+	JWTSecret           string         // HERALD_JWT_SECRET (HS256)
+	JWKSURL             string         // HERALD_JWKS_URL (RS256/ES256)
+	JWTRoleClaim        string         // HERALD_JWT_ROLE_CLAIM, default "role"
+	SessionClaims       []string       // HERALD_SESSION_CLAIMS, comma-separated
+	TrustedProxies      []netip.Prefix // HERALD_TRUSTED_PROXIES, comma-separated CIDRs
+	CORSOrigins         []string       // HERALD_CORS_ORIGINS, comma-separated
+	WebhookAllowPrivate bool           // HERALD_WEBHOOK_ALLOW_PRIVATE, default false
+	EventRetention      time.Duration  // HERALD_EVENT_RETENTION, default 720h
+	MaxBody             int64          // HERALD_MAX_BODY, default 1MiB
+	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
+	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
+	// SchemaExplicit is true when HERALD_SCHEMA was set: a missing file is
+	// then an error instead of "use the stored schema".
+	SchemaExplicit bool
+}
+
+// setting describes one variable.
+type setting struct {
+	env, def, usage string
+	set             func(c *Config, v string) error
+}
+
+var settings = []setting{
+	{"HERALD_ADDR", ":8080", "listen address", func(c *Config, v string) error { c.Addr = v; return nil }},
+	{"HERALD_DATABASE_URL", "herald.db", "postgres:// URL, or a SQLite file path", func(c *Config, v string) error { c.DatabaseURL = v; return nil }},
+	{"HERALD_SCHEMA", "", "schema file (default herald.yaml when it exists)", func(c *Config, v string) error {
+		c.Schema, c.SchemaExplicit = v, v != ""
+		if v == "" {
+			c.Schema = "herald.yaml"
+		}
+		return nil
+	}},
+	{"HERALD_ADMIN_KEY", "", "admin bearer key (generated and stored when unset)", func(c *Config, v string) error {
+		if v != "" && len(v) < 16 {
+			return errors.New("must be at least 16 characters")
+		}
+		c.AdminKey = v
+		return nil
+	}},
+	{"HERALD_JWT_SECRET", "", "HS256 secret for JWTs", func(c *Config, v string) error { c.JWTSecret = v; return nil }},
+	{"HERALD_JWKS_URL", "", "JWKS URL for RS256/ES256 JWTs", func(c *Config, v string) error {
+		if v != "" && !strings.HasPrefix(v, "http://") && !strings.HasPrefix(v, "https://") {
+			return errors.New("must be an http(s) URL")
+		}
+		c.JWKSURL = v
+		return nil
+	}},
+	{"HERALD_JWT_ROLE_CLAIM", "role", "claim (dotted path) that holds the role", func(c *Config, v string) error {
+		if v == "" {
+			return errors.New("must not be empty")
+		}
+		c.JWTRoleClaim = v
+		return nil
+	}},
+	{"HERALD_SESSION_CLAIMS", "", "claims copied into session variables", func(c *Config, v string) error { c.SessionClaims = splitList(v); return nil }},
+	{"HERALD_TRUSTED_PROXIES", "", "CIDRs whose X-Forwarded-For is trusted", func(c *Config, v string) error {
+		c.TrustedProxies = nil
+		for _, s := range splitList(v) {
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					return fmt.Errorf("%q is not a CIDR", s)
+				}
+				p = netip.PrefixFrom(a, a.BitLen())
+			}
+			c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+		}
+		return nil
+	}},
+	{"HERALD_CORS_ORIGINS", "", "allowed CORS origins", func(c *Config, v string) error { c.CORSOrigins = splitList(v); return nil }},
+	{"HERALD_WEBHOOK_ALLOW_PRIVATE", "false", "allow webhooks to private addresses", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		c.WebhookAllowPrivate = b
+		return err
+	}},
+	{"HERALD_EVENT_RETENTION", "720h", "how long events are kept", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.EventRetention = d
+		return err
+	}},
+	{"HERALD_MAX_BODY", "1MiB", "largest request body", func(c *Config, v string) error {
+		n, err := parseSize(v)
+		c.MaxBody = n
+		return err
+	}},
+	{"HERALD_SQLITE_SYNC", "NORMAL", "SQLite synchronous: NORMAL or FULL", func(c *Config, v string) error {
+		v = strings.ToUpper(v)
+		if v != "NORMAL" && v != "FULL" {
+			return errors.New("must be NORMAL or FULL")
+		}
+		c.SQLiteSync = v
+		return nil
+	}},
+	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		c.ShutdownTimeout = d
+		return err
+	}},
+}
+
+// LoadConfig reads the settings from flags (args, without the program
+// name) over environment variables (getenv). A bad value is an error that
+// names the variable.
+func LoadConfig(args []string, getenv func(string) string) (Config, error) {
+	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	vals := make([]*string, len(settings))
+	for i, s := range settings {
+		def := s.def
+		if v := getenv(s.env); v != "" {
+			def = v
+		}
+		vals[i] = fs.String(flagName(s.env), def, s.usage+" ("+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	var c Config
+	for i, s := range settings {
+		if err := s.set(&c, *vals[i]); err != nil {
+			return Config{}, fmt.Errorf("config: %s=%q: %w", s.env, *vals[i], err)
+		}
+	}
+	return c, nil
+}
+
+func flagName(env string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, "HERALD_")), "_", "-")
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// parseSize reads a byte size such as 1MiB, 512KiB, 2MB or 1048576.
+func parseSize(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000_000}, {"GB", 1000_000_000}, {"B", 1}}
+	num, mult := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if s, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(s), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, errors.New("must be a positive size such as 1MiB or 65536")
+	}
+	return n * mult, nil
+}

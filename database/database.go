@@ -1,0 +1,155 @@
+// Package database opens Herald's store: embedded SQLite (pure Go) or
+// PostgreSQL, behind GORM. SQLite allows one writer at a time, so writes go
+// through a single connection and reads through a separate pool; on
+// PostgreSQL both handles share one pool.
+package database
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/glebarez/sqlite"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+)
+
+// Kind names the database engine.
+type Kind string
+
+// The supported engines.
+const (
+	SQLite   Kind = "sqlite"
+	Postgres Kind = "postgres"
+)
+
+// Config says which database to open.
+type Config struct {
+	// URL is a postgres:// URL, or a SQLite file path (optionally prefixed
+	// with sqlite:// or file:). Default "herald.db".
+	URL string
+	// SQLiteSync is SQLite's synchronous setting: "NORMAL" (default; survives
+	// kill -9, may lose the last commits on power loss) or "FULL".
+	SQLiteSync string
+	// MaxConns caps the PostgreSQL pool (default 32) and the SQLite read
+	// pool (default 8).
+	MaxConns int
+}
+
+// DB is an open store.
+type DB struct {
+	Kind Kind
+	// Write is the handle for writes and migrations. On SQLite it is one
+	// connection, so transactions never meet SQLITE_BUSY.
+	Write *gorm.DB
+	// Read is the handle for reads.
+	Read *gorm.DB
+}
+
+// IsPostgres tells whether the URL names PostgreSQL.
+func IsPostgres(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// Open opens the database and checks that it answers.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 32
+	}
+	gcfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false}
+	if IsPostgres(cfg.URL) {
+		g, err := gorm.Open(postgres.Open(cfg.URL), gcfg)
+		if err != nil {
+			return nil, fmt.Errorf("database: open postgres: %w", err)
+		}
+		sqlDB, err := g.DB()
+		if err != nil {
+			return nil, fmt.Errorf("database: %w", err)
+		}
+		sqlDB.SetMaxOpenConns(cfg.MaxConns)
+		sqlDB.SetMaxIdleConns(cfg.MaxConns)
+		sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+		if err := sqlDB.PingContext(ctx); err != nil {
+			_ = sqlDB.Close()
+			return nil, fmt.Errorf("database: connect postgres: %w", err)
+		}
+		return &DB{Kind: Postgres, Write: g, Read: g}, nil
+	}
+	path := cfg.URL
+	if path == "" {
+		path = "herald.db"
+	}
+	path = strings.TrimPrefix(strings.TrimPrefix(path, "sqlite://"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	sync := strings.ToUpper(cfg.SQLiteSync)
+	if sync == "" {
+		sync = "NORMAL"
+	}
+	if sync != "NORMAL" && sync != "FULL" {
+		return nil, fmt.Errorf("database: SQLite synchronous must be NORMAL or FULL, not %q", cfg.SQLiteSync)
+	}
+	q := url.Values{}
+	for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "foreign_keys(1)",
+		"synchronous(" + sync + ")", "case_sensitive_like(1)"} {
+		q.Add("_pragma", p)
+	}
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := gorm.Open(sqlite.Open(dsn+"&_txlock=immediate"), gcfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	wdb, _ := w.DB()
+	wdb.SetMaxOpenConns(1)
+	wdb.SetMaxIdleConns(1)
+	wdb.SetConnMaxIdleTime(0)
+	wdb.SetConnMaxLifetime(0)
+	if err := wdb.PingContext(ctx); err != nil {
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	r, err := gorm.Open(sqlite.Open(dsn), gcfg)
+	if err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
+	rdb, _ := r.DB()
+	reads := cfg.MaxConns
+	if reads > 8 {
+		reads = 8
+	}
+	rdb.SetMaxOpenConns(reads)
+	rdb.SetMaxIdleConns(reads)
+	return &DB{Kind: SQLite, Write: w, Read: r}, nil
+}
+
+// Close closes both handles.
+func (d *DB) Close() error {
+	w, _ := d.Write.DB()
+	err := w.Close()
+	if d.Read != d.Write {
+		r, _ := d.Read.DB()
+		if rerr := r.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// Ping checks that the database answers.
+func (d *DB) Ping(ctx context.Context) error {
+	r, err := d.Read.DB()
+	if err != nil {
+		return err
+	}
+	return r.PingContext(ctx)
+}
+
+// Quote quotes an identifier. Identifiers come from the validated schema
+// only (^[a-z][a-z0-9_]*$); quoting is a second guard, not the first.
+func Quote(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}

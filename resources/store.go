@@ -1,0 +1,767 @@
+// Package resources owns the declared schema: parsing and validating it,
+// migrating the resource tables, and the generic, permission-checked queries
+// behind the CRUD API. Every write runs through one group-commit writer, as
+// GORM create/update/delete statements so that the event plugin registered
+// on the handle sees each of them.
+package resources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/models"
+)
+
+// Row is a record as the API returns it: column name to JSON value, with
+// datetimes as TimeFormat strings.
+type Row = map[string]any
+
+// MaxBulk is the most records one POST may create.
+const MaxBulk = 1000
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	// MaxBatch caps how many requests' writes share one transaction.
+	// Default 64.
+	MaxBatch int
+	// OnCommit is called after every committed write transaction (the
+	// outbox relay's wake-up). Optional; must not block.
+	OnCommit func()
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; defaults to time.Now.
+	Now func() time.Time
+}
+
+// Store serves the declared resources.
+type Store struct {
+	db     *database.DB
+	cfg    StoreConfig
+	schema atomic.Pointer[Schema]
+	check  *validator.Validate
+	w      *writer
+}
+
+// NewStore returns a Store on db. Call Apply or Load, then Start.
+func NewStore(cfg StoreConfig, db *database.DB) *Store {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Store{db: db, cfg: cfg, check: validator.New()}
+	s.schema.Store(&Schema{})
+	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.OnCommit, cfg.Logger)
+	return s
+}
+
+// Start starts the write path; safe to call twice.
+func (s *Store) Start() { s.w.start() }
+
+// Stop finishes queued writes and stops the write path; safe to call twice.
+func (s *Store) Stop() { s.w.stop() }
+
+// DB returns the database the store runs on.
+func (s *Store) DB() *database.DB { return s.db }
+
+// Schema returns the applied schema. Callers must not modify it.
+func (s *Store) Schema() *Schema { return s.schema.Load() }
+
+func (s *Store) setSchema(sc *Schema) { s.schema.Store(sc) }
+
+// Load reads the stored schema into memory, for a start without a file.
+func (s *Store) Load(ctx context.Context) error {
+	sc, _, err := loadRegistry(s.db.Read.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	s.setSchema(sc)
+	return nil
+}
+
+// ValidationError lists every offending field of a write (422).
+type ValidationError struct{ Problems []Problem }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Field + ": " + p.Message
+	}
+	return "invalid record: " + strings.Join(parts, "; ")
+}
+
+// ConflictError is a unique violation or a restrict rule (409).
+type ConflictError struct {
+	Message  string
+	Problems []Problem
+}
+
+func (e *ConflictError) Error() string { return e.Message }
+
+// Unwrap makes errors.Is(err, models.ErrConflict) true.
+func (e *ConflictError) Unwrap() error { return models.ErrConflict }
+
+func (s *Store) resource(name string) (*Schema, *Resource, error) {
+	sc := s.Schema()
+	r := sc.Resource(name)
+	if r == nil {
+		return nil, nil, fmt.Errorf("resources: unknown resource %q: %w", name, models.ErrNotFound)
+	}
+	return sc, r, nil
+}
+
+func (s *Store) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
+
+// decodeRow turns scanned columns into a Row.
+func decodeRow(r *Resource, raw map[string]any) (Row, error) {
+	row := make(Row, len(raw))
+	for k, v := range raw {
+		f := r.Column(k)
+		if f == nil {
+			continue
+		}
+		cv, err := f.fromDB(v)
+		if err != nil {
+			return nil, err
+		}
+		row[k] = Output(cv)
+	}
+	return row, nil
+}
+
+// DecodeRow turns a row scanned from resource's table into its API form. It
+// reports false for an unknown resource. The event plugin uses it so events
+// carry exactly what reads return.
+func (s *Store) DecodeRow(resource string, raw map[string]any) (Row, bool, error) {
+	r := s.Schema().Resource(resource)
+	if r == nil {
+		return nil, false, nil
+	}
+	row, err := decodeRow(r, raw)
+	return row, true, err
+}
+
+// selectRows runs a SELECT on tx and decodes the rows.
+func selectRows(tx *gorm.DB, r *Resource, sql string, args ...any) ([]Row, error) {
+	var raw []map[string]any
+	if err := tx.Raw(sql, args...).Scan(&raw).Error; err != nil {
+		return nil, fmt.Errorf("resources: query %s: %w", r.Name, err)
+	}
+	rows := make([]Row, len(raw))
+	for i, m := range raw {
+		row, err := decodeRow(r, m)
+		if err != nil {
+			return nil, err
+		}
+		rows[i] = row
+	}
+	return rows, nil
+}
+
+// findOne reads one row by id inside tx, visible (not soft-deleted) unless
+// withDeleted, with the access's row filters; nil when there is none.
+func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDeleted, lock bool) (Row, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return nil, nil
+	}
+	b := &sqlBuilder{kind: s.db.Kind}
+	b.add(q(ColID)+" = ?", id)
+	if r.SoftDelete && !withDeleted {
+		b.add(q(ColDeletedAt) + " IS NULL")
+	}
+	a.addRowFilters(b)
+	sql := "SELECT * FROM " + q(r.Name) + b.where()
+	if lock && s.db.Kind == database.Postgres {
+		sql += " FOR UPDATE"
+	}
+	rows, err := selectRows(tx, r, sql, b.args...)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	return rows[0], nil
+}
+
+// ListResult is a page of records.
+type ListResult struct {
+	Data []Row    `json:"data"`
+	Meta ListMeta `json:"meta"`
+}
+
+// ListMeta describes the page.
+type ListMeta struct {
+	Limit  int     `json:"limit"`
+	Offset int     `json:"offset"`
+	Total  int64   `json:"total"`
+	Next   *string `json:"next"`
+}
+
+// List returns a page of a resource's records.
+func (s *Store) List(ctx context.Context, resource string, params url.Values) (*ListResult, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionRead)
+	if err != nil {
+		return nil, err
+	}
+	lq, err := ParseListQuery(r, params)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkReadable(lq); err != nil {
+		return nil, err
+	}
+	b := &sqlBuilder{kind: s.db.Kind}
+	if r.SoftDelete {
+		b.add(q(ColDeletedAt) + " IS NULL")
+	}
+	a.addRowFilters(b)
+	for _, f := range lq.Filters {
+		b.addFilter(f)
+	}
+	db := s.db.Read.WithContext(ctx)
+	var total int64
+	if err := db.Raw("SELECT COUNT(*) FROM "+q(r.Name)+b.where(), b.args...).Scan(&total).Error; err != nil {
+		return nil, fmt.Errorf("resources: count %s: %w", r.Name, err)
+	}
+	if lq.After != nil {
+		b.addAfter(lq.Sort, lq.After)
+	}
+	sql := fmt.Sprintf("SELECT * FROM %s%s%s LIMIT %d OFFSET %d", q(r.Name), b.where(), orderBy(lq.Sort), lq.Limit+1, lq.Offset)
+	rows, err := selectRows(db, r, sql, b.args...)
+	if err != nil {
+		return nil, err
+	}
+	res := &ListResult{Meta: ListMeta{Limit: lq.Limit, Offset: lq.Offset, Total: total}}
+	if len(rows) > lq.Limit {
+		rows = rows[:lq.Limit]
+		next := encodeCursor(lq.Sort, rows[len(rows)-1])
+		res.Meta.Next = &next
+	}
+	if err := s.expand(ctx, db, sc, r, rows, lq.Include); err != nil {
+		return nil, err
+	}
+	for i := range rows {
+		rows[i] = a.project(rows[i], lq.Fields)
+	}
+	res.Data = rows
+	return res, nil
+}
+
+// Get returns one visible record; params may carry fields and include.
+func (s *Store) Get(ctx context.Context, resource, id string, params url.Values) (Row, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionRead)
+	if err != nil {
+		return nil, err
+	}
+	fields, err := parseFields(r, params.Get("fields"))
+	if err != nil {
+		return nil, err
+	}
+	include, err := parseInclude(r, params.Get("include"))
+	if err != nil {
+		return nil, err
+	}
+	if err := a.checkReadable(&ListQuery{Fields: fields, Include: include}); err != nil {
+		return nil, err
+	}
+	db := s.db.Read.WithContext(ctx)
+	row, err := s.findOne(db, r, a, id, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if row == nil {
+		return nil, fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+	}
+	if err := s.expand(ctx, db, sc, r, []Row{row}, include); err != nil {
+		return nil, err
+	}
+	return a.project(row, fields), nil
+}
+
+// expand adds each included relation's record under row["expand"][field],
+// or null when it is missing or hidden from the caller.
+func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource, rows []Row, include []string) error {
+	for _, name := range include {
+		f := r.Field(name)
+		target := sc.Resource(f.Relation.Resource)
+		ta, err := s.authorize(ctx, sc, target, ActionRead)
+		if err != nil && !errors.Is(err, models.ErrForbidden) {
+			return err
+		}
+		byID := map[string]Row{}
+		var ids []any
+		for _, row := range rows {
+			if id, ok := row[name].(string); ok && byID[id] == nil {
+				byID[id] = Row{}
+				ids = append(ids, id)
+			}
+		}
+		if ta != nil && len(ids) > 0 {
+			b := &sqlBuilder{kind: s.db.Kind}
+			b.addFilter(Filter{Field: target.Column(ColID), Op: "in", List: ids})
+			if target.SoftDelete {
+				b.add(q(ColDeletedAt) + " IS NULL")
+			}
+			ta.addRowFilters(b)
+			found, err := selectRows(db, target, "SELECT * FROM "+q(target.Name)+b.where(), b.args...)
+			if err != nil {
+				return err
+			}
+			for _, t := range found {
+				byID[t[ColID].(string)] = ta.project(t, nil)
+			}
+		}
+		for _, row := range rows {
+			ex, _ := row[ExpandKey].(map[string]any)
+			if ex == nil {
+				ex = map[string]any{}
+				row[ExpandKey] = ex
+			}
+			id, _ := row[name].(string)
+			if t := byID[id]; len(t) > 0 {
+				ex[name] = t
+			} else {
+				ex[name] = nil
+			}
+		}
+	}
+	return nil
+}
+
+// Create inserts one record (body is an object) or several atomically (an
+// array of at most MaxBulk objects). It returns the created rows.
+func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionCreate)
+	if err != nil {
+		return nil, err
+	}
+	var objs []map[string]any
+	prefix := func(int) string { return "" }
+	switch v := body.(type) {
+	case map[string]any:
+		objs = []map[string]any{v}
+	case []any:
+		if len(v) == 0 || len(v) > MaxBulk {
+			return nil, &ValidationError{[]Problem{{Field: "", Rule: "maxItems", Message: fmt.Sprintf("send 1 to %d records", MaxBulk)}}}
+		}
+		prefix = func(i int) string { return fmt.Sprintf("[%d].", i) }
+		for i, item := range v {
+			m, ok := item.(map[string]any)
+			if !ok {
+				return nil, &ValidationError{[]Problem{{Field: fmt.Sprintf("[%d]", i), Rule: "type", Message: "must be an object"}}}
+			}
+			objs = append(objs, m)
+		}
+	default:
+		return nil, &ValidationError{[]Problem{{Field: "", Rule: "type", Message: "body must be an object or an array of objects"}}}
+	}
+	now := s.now()
+	var probs []Problem
+	vals := make([]map[string]any, len(objs))
+	for i, obj := range objs {
+		v, p := s.prepareCreate(r, a, obj, now)
+		for _, pr := range p {
+			pr.Field = prefix(i) + pr.Field
+			probs = append(probs, pr)
+		}
+		vals[i] = v
+	}
+	if err := a.forbidden(); err != nil {
+		return nil, err
+	}
+	if len(probs) > 0 {
+		return nil, &ValidationError{probs}
+	}
+	err = s.w.do(ctx, func(tx *gorm.DB) error {
+		for _, v := range vals {
+			if err := tx.Table(r.Name).Create(s.dbValues(r, v)).Error; err != nil {
+				return s.mapWriteError(tx, r, v, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]Row, len(vals))
+	for i, v := range vals {
+		rows[i] = a.project(outputRow(v), nil)
+	}
+	return rows, nil
+}
+
+// prepareCreate checks one object and returns its canonical column values.
+func (s *Store) prepareCreate(r *Resource, a *access, obj map[string]any, now time.Time) (map[string]any, []Problem) {
+	vals := map[string]any{}
+	var probs []Problem
+	for k, v := range obj {
+		if k == ColID {
+			cv, err := r.Column(ColID).coerce(v)
+			if err != nil || cv == nil {
+				probs = append(probs, Problem{Field: k, Rule: "type", Message: "must be a UUID string"})
+			}
+			vals[ColID] = cv
+			continue
+		}
+		probs = append(probs, s.coerceInto(r, a, vals, k, v)...)
+	}
+	probs = append(probs, a.applyChecks(vals)...)
+	for _, f := range r.Fields {
+		if _, ok := vals[f.Name]; !ok {
+			vals[f.Name] = f.Default
+		}
+	}
+	probs = append(probs, s.validateRecord(r, vals)...)
+	if vals[ColID] == nil {
+		vals[ColID] = uuid.Must(uuid.NewV7()).String()
+	}
+	vals[ColCreatedAt] = now
+	vals[ColUpdatedAt] = now
+	if r.SoftDelete {
+		vals[ColDeletedAt] = nil
+	}
+	return vals, probs
+}
+
+// coerceInto checks one written key and stores its canonical value.
+func (s *Store) coerceInto(r *Resource, a *access, vals map[string]any, k string, v any) []Problem {
+	f := r.Field(k)
+	if f == nil {
+		if r.Column(k) != nil {
+			return []Problem{{Field: k, Rule: "readOnly", Message: "is set by Herald"}}
+		}
+		return []Problem{{Field: k, Rule: "unknown", Message: "is not a field of " + r.Name}}
+	}
+	a.checkWritable(k)
+	cv, err := f.coerce(v)
+	if err != nil {
+		return []Problem{{Field: k, Rule: "type", Message: err.Error()}}
+	}
+	vals[k] = cv
+	return nil
+}
+
+// validateRecord applies required and the validation rules to every
+// declared field of a complete record.
+func (s *Store) validateRecord(r *Resource, vals map[string]any) []Problem {
+	var probs []Problem
+	for _, f := range r.Fields {
+		v := vals[f.Name]
+		if v == nil {
+			if f.Required {
+				probs = append(probs, Problem{Field: f.Name, Rule: "required", Message: "is required"})
+			}
+			continue
+		}
+		probs = append(probs, f.validate(v, s.check)...)
+	}
+	return probs
+}
+
+// dbValues turns canonical values into a fresh map of parameters (GORM
+// writes into the map it is given, so every attempt gets its own).
+func (s *Store) dbValues(r *Resource, vals map[string]any) map[string]any {
+	out := make(map[string]any, len(vals))
+	for k, v := range vals {
+		out[k] = toDB(s.db.Kind, r.Column(k), v)
+	}
+	return out
+}
+
+func outputRow(vals map[string]any) Row {
+	row := make(Row, len(vals))
+	for k, v := range vals {
+		row[k] = Output(v)
+	}
+	return row
+}
+
+// Update changes a record: a partial update (PATCH) or, with replace, a full
+// replace (PUT) where absent fields take their default or null. An update
+// that changes nothing writes nothing and returns the row as it is.
+func (s *Store) Update(ctx context.Context, resource, id string, body map[string]any, replace bool) (Row, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionUpdate)
+	if err != nil {
+		return nil, err
+	}
+	vals := map[string]any{}
+	var probs []Problem
+	for k, v := range body {
+		if k == ColID {
+			if v != id {
+				probs = append(probs, Problem{Field: k, Rule: "readOnly", Message: "cannot change a record's id"})
+			}
+			continue
+		}
+		probs = append(probs, s.coerceInto(r, a, vals, k, v)...)
+	}
+	if replace {
+		for _, f := range r.Fields {
+			if _, ok := vals[f.Name]; !ok {
+				vals[f.Name] = f.Default
+			}
+		}
+	}
+	probs = append(probs, a.applyChecks(vals)...)
+	if err := a.forbidden(); err != nil {
+		return nil, err
+	}
+	if len(probs) > 0 {
+		return nil, &ValidationError{probs}
+	}
+	var result Row
+	err = s.w.do(ctx, func(tx *gorm.DB) error {
+		old, err := s.findOne(tx, r, a, id, false, true)
+		if err != nil {
+			return err
+		}
+		if old == nil {
+			return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+		}
+		merged := map[string]any{}
+		for _, f := range r.Fields {
+			if v, ok := vals[f.Name]; ok {
+				merged[f.Name] = v
+			} else {
+				cv, _ := f.coerce(old[f.Name])
+				merged[f.Name] = cv
+			}
+		}
+		if p := s.validateRecord(r, merged); len(p) > 0 {
+			return &ValidationError{p}
+		}
+		changed := map[string]any{}
+		for k, v := range vals {
+			if !sameValue(Output(v), old[k]) {
+				changed[k] = v
+			}
+		}
+		result = Row{}
+		for k, v := range old {
+			result[k] = v
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		changed[ColUpdatedAt] = s.now()
+		if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Updates(s.dbValues(r, changed)).Error; err != nil {
+			return s.mapWriteError(tx, r, changed, err)
+		}
+		for k, v := range changed {
+			result[k] = Output(v)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a.project(result, nil), nil
+}
+
+// sameValue compares two values in output form.
+func sameValue(a, b any) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	fa, aNum := toFloat(a)
+	fb, bNum := toFloat(b)
+	if aNum && bNum {
+		return fa == fb
+	}
+	return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b) || jsonEqual(a, b)
+}
+
+// Delete removes a record: soft (sets deleted_at) when the resource has soft
+// delete and hard is false, otherwise for good. Relations to it are handled
+// here, row by row, so every touched row goes through the GORM callbacks:
+// restrict refuses (409), cascade deletes the referring rows, setNull clears
+// the reference.
+func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) error {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionDelete)
+	if err != nil {
+		return err
+	}
+	if hard && !a.admin {
+		return fmt.Errorf("resources: hard delete is for admins: %w", models.ErrForbidden)
+	}
+	return s.w.do(ctx, func(tx *gorm.DB) error {
+		return s.deleteRow(tx, sc, r, a, id, hard, map[string]bool{})
+	})
+}
+
+func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id string, hard bool, seen map[string]bool) error {
+	key := r.Name + "/" + id
+	if seen[key] {
+		return nil
+	}
+	seen[key] = true
+	row, err := s.findOne(tx, r, a, id, hard, true)
+	if err != nil {
+		return err
+	}
+	if row == nil {
+		return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+	}
+	soft := r.SoftDelete && !hard && row[ColDeletedAt] == nil
+	for _, child := range sc.Resources {
+		for _, f := range child.Fields {
+			if f.Type != TypeRelation || f.Relation.Resource != r.Name {
+				continue
+			}
+			b := &sqlBuilder{kind: s.db.Kind}
+			b.add(q(f.Name)+" = ?", id)
+			if child.SoftDelete && soft {
+				b.add(q(ColDeletedAt) + " IS NULL")
+			}
+			var ids []string
+			if err := tx.Raw("SELECT "+q(ColID)+" FROM "+q(child.Name)+b.where(), b.args...).Scan(&ids).Error; err != nil {
+				return fmt.Errorf("resources: find %s referring to %s: %w", child.Name, r.Name, err)
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			switch f.Relation.OnDelete {
+			case Restrict:
+				return &ConflictError{
+					Message:  fmt.Sprintf("%d %s record(s) refer to this record through %s", len(ids), child.Name, f.Name),
+					Problems: []Problem{{Field: child.Name + "." + f.Name, Rule: "restrict", Message: "still refers to this record"}},
+				}
+			case Cascade:
+				for _, cid := range ids {
+					if err := s.deleteRow(tx, sc, child, fullAccess, cid, hard || !child.SoftDelete, seen); err != nil {
+						return err
+					}
+				}
+			case SetNull:
+				for _, cid := range ids {
+					upd := map[string]any{f.Name: nil, ColUpdatedAt: s.now()}
+					if err := tx.Table(child.Name).Where(q(ColID)+" = ?", cid).Updates(s.dbValues(child, upd)).Error; err != nil {
+						return fmt.Errorf("resources: clear %s.%s: %w", child.Name, f.Name, err)
+					}
+				}
+			}
+		}
+	}
+	if soft {
+		upd := map[string]any{ColDeletedAt: s.now()}
+		if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Updates(s.dbValues(r, upd)).Error; err != nil {
+			return fmt.Errorf("resources: soft delete %s: %w", r.Name, err)
+		}
+		return nil
+	}
+	if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Delete(map[string]any{}).Error; err != nil {
+		return s.mapWriteError(tx, r, nil, err)
+	}
+	return nil
+}
+
+// mapWriteError turns a constraint violation into the API's error for it.
+func (s *Store) mapWriteError(tx *gorm.DB, r *Resource, vals map[string]any, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		field := constraintField(r, pgErr.ConstraintName, pgErr.ColumnName)
+		switch pgErr.Code {
+		case "23505":
+			return &ConflictError{Message: "a record with this " + field + " already exists",
+				Problems: []Problem{{Field: field, Rule: "unique", Message: "must be unique"}}}
+		case "23503":
+			if strings.Contains(pgErr.Message, "update or delete") {
+				return &ConflictError{Message: "other records still refer to this record"}
+			}
+			return &ValidationError{[]Problem{{Field: field, Rule: "relation", Message: "refers to a record that does not exist"}}}
+		case "23502":
+			return &ValidationError{[]Problem{{Field: field, Rule: "required", Message: "is required"}}}
+		case "23514":
+			return &ValidationError{[]Problem{{Field: field, Rule: "check", Message: "violates a constraint"}}}
+		}
+		return fmt.Errorf("resources: write %s: %w", r.Name, err)
+	}
+	msg := err.Error()
+	field := ""
+	if m := sqliteConstraintRE.FindStringSubmatch(msg); m != nil {
+		field = m[1]
+	}
+	switch {
+	case strings.Contains(msg, "UNIQUE constraint failed"):
+		return &ConflictError{Message: "a record with this " + field + " already exists",
+			Problems: []Problem{{Field: field, Rule: "unique", Message: "must be unique"}}}
+	case strings.Contains(msg, "FOREIGN KEY constraint failed"):
+		if vals == nil {
+			return &ConflictError{Message: "other records still refer to this record"}
+		}
+		// SQLite does not say which key failed: look for the missing parent.
+		var probs []Problem
+		for _, f := range r.Fields {
+			v, ok := vals[f.Name]
+			if f.Type != TypeRelation || !ok || v == nil {
+				continue
+			}
+			var n int64
+			if tx.Raw("SELECT COUNT(*) FROM "+q(f.Relation.Resource)+" WHERE "+q(ColID)+" = ?", v).Scan(&n).Error == nil && n == 0 {
+				probs = append(probs, Problem{Field: f.Name, Rule: "relation", Message: "refers to a record that does not exist"})
+			}
+		}
+		if len(probs) == 0 {
+			probs = []Problem{{Field: "", Rule: "relation", Message: "refers to a record that does not exist"}}
+		}
+		return &ValidationError{probs}
+	case strings.Contains(msg, "NOT NULL constraint failed"):
+		return &ValidationError{[]Problem{{Field: field, Rule: "required", Message: "is required"}}}
+	case strings.Contains(msg, "CHECK constraint failed"):
+		return &ValidationError{[]Problem{{Field: "", Rule: "check", Message: "violates a constraint"}}}
+	}
+	return fmt.Errorf("resources: write %s: %w", r.Name, err)
+}
+
+// sqliteConstraintRE finds the column in "UNIQUE constraint failed: t.c (2067)".
+var sqliteConstraintRE = regexp.MustCompile(`constraint failed: [a-z0-9_]+\.([a-z0-9_]+)`)
+
+// constraintField finds the field a PostgreSQL constraint belongs to.
+func constraintField(r *Resource, constraint, column string) string {
+	if column != "" {
+		return column
+	}
+	for _, f := range r.Columns() {
+		for _, suffix := range []string{"key", "fkey", "check"} {
+			if objectName(r.Name, f.Name, suffix) == constraint {
+				return f.Name
+			}
+		}
+	}
+	return constraint
+}

@@ -1,0 +1,202 @@
+package resources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+
+	"gorm.io/gorm"
+)
+
+// ErrStopped is returned for writes submitted after Stop.
+var ErrStopped = errors.New("resources: store is stopped")
+
+// writeOp is one request's unit of work: it runs inside a transaction shared
+// with other requests' ops (group commit) and must leave nothing behind in
+// Go state that a re-run would not overwrite, because a batch that meets a
+// failure is rolled back and re-run without the failing op.
+type writeOp struct {
+	ctx  context.Context
+	fn   func(tx *gorm.DB) error
+	done chan error
+}
+
+// writer is the group-commit write path. Concurrent writes queue up while
+// the previous transaction commits, and the next transaction runs all of
+// them and commits once: more than one write per fsync is what lets Herald
+// outrun one-transaction-per-request stores. Each op's failure is isolated:
+// when op k fails, the batch is rolled back, op k gets its error (the
+// outcome it would have had running alone after ops 0..k-1), and the batch
+// runs again without it. Writes are therefore serialisable in batch order.
+type writer struct {
+	db       *gorm.DB
+	maxBatch int
+	onCommit func()
+	log      *slog.Logger
+
+	ops      chan *writeOp
+	mu       sync.Mutex
+	stopping chan struct{}
+	wg       sync.WaitGroup
+	started  bool
+}
+
+func newWriter(db *gorm.DB, maxBatch int, onCommit func(), log *slog.Logger) *writer {
+	return &writer{db: db, maxBatch: maxBatch, onCommit: onCommit, log: log,
+		ops: make(chan *writeOp, 4*maxBatch)}
+}
+
+// start launches the loop; safe to call twice.
+func (w *writer) start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return
+	}
+	w.started = true
+	w.stopping = make(chan struct{})
+	w.wg.Add(1)
+	go w.loop(w.stopping)
+}
+
+// stop finishes queued ops and waits for the loop; safe to call twice.
+func (w *writer) stop() {
+	w.mu.Lock()
+	if !w.started {
+		w.mu.Unlock()
+		return
+	}
+	w.started = false
+	close(w.stopping)
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// do runs fn in the next batch and waits for its outcome. The op's GORM
+// handle carries ctx's values (the request's principal and trace) but not
+// its cancellation: a client that hangs up must not abort other requests'
+// shared transaction. A request cancelled before its batch starts is
+// dropped.
+func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	w.mu.Lock()
+	running := w.started
+	w.mu.Unlock()
+	if !running {
+		return ErrStopped
+	}
+	select {
+	case w.ops <- op:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-op.done
+}
+
+func (w *writer) loop(stopping chan struct{}) {
+	defer w.wg.Done()
+	for {
+		var first *writeOp
+		select {
+		case first = <-w.ops:
+		case <-stopping:
+			// Drain what was queued before the stop.
+			for {
+				select {
+				case op := <-w.ops:
+					w.run([]*writeOp{op})
+				default:
+					return
+				}
+			}
+		}
+		batch := []*writeOp{first}
+	fill:
+		for len(batch) < w.maxBatch {
+			select {
+			case op := <-w.ops:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		w.run(batch)
+	}
+}
+
+// run executes a batch, isolating failures as described on writer.
+func (w *writer) run(batch []*writeOp) {
+	live := batch[:0]
+	for _, op := range batch {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			continue
+		}
+		live = append(live, op)
+	}
+	for len(live) > 0 {
+		failed, err := w.try(live)
+		if failed >= 0 {
+			live[failed].done <- err
+			live = slices.Delete(live, failed, failed+1)
+			continue
+		}
+		if err != nil {
+			// The commit itself failed: run each op alone so that one
+			// bad op cannot fail the others.
+			if len(live) == 1 {
+				live[0].done <- err
+				return
+			}
+			for _, op := range live {
+				w.run([]*writeOp{op})
+			}
+			return
+		}
+		for _, op := range live {
+			op.done <- nil
+		}
+		if w.onCommit != nil {
+			w.onCommit()
+		}
+		return
+	}
+}
+
+// try runs the ops in one transaction. It returns the index of the op that
+// failed and its error, or -1 and the commit's error.
+func (w *writer) try(ops []*writeOp) (failed int, err error) {
+	var tx *gorm.DB
+	defer func() {
+		if p := recover(); p != nil {
+			if tx != nil {
+				tx.Rollback()
+			}
+			w.log.Error("resources: write op panicked", "panic", p)
+			err = fmt.Errorf("resources: write panicked: %v", p)
+			if failed < 0 {
+				failed = 0
+			}
+		}
+	}()
+	failed = -1
+	tx = w.db.Begin()
+	if tx.Error != nil {
+		return -1, fmt.Errorf("resources: begin: %w", tx.Error)
+	}
+	for i, op := range ops {
+		failed = i
+		if err := op.fn(tx.WithContext(context.WithoutCancel(op.ctx))); err != nil {
+			tx.Rollback()
+			return i, err
+		}
+	}
+	failed = -1
+	if err := tx.Commit().Error; err != nil {
+		return -1, fmt.Errorf("resources: commit: %w", err)
+	}
+	return -1, nil
+}
