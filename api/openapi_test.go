@@ -190,7 +190,7 @@ func TestOpenAPILiveResponses(t *testing.T) {
 	}
 	const adminKey = "test-admin-key"
 	newServer := func(ready func(context.Context) error) http.Handler {
-		srv, err := api.New(api.Config{AdminKeyHash: sha256.Sum256([]byte(adminKey)), MaxBody: 16, Ready: ready}, nil)
+		srv, err := api.New(api.Config{AdminKeyHash: sha256.Sum256([]byte(adminKey)), MaxBody: 16, Ready: ready}, nil, nil)
 		if err != nil {
 			t.Fatalf("api.New: %v", err)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
 )
@@ -47,6 +48,7 @@ func toProblem(err error) (*Problem, bool) {
 		se   *resources.SchemaError
 		mbe  *http.MaxBytesError
 		body *bodyError
+		eqe  *events.QueryError
 	)
 	switch {
 	case errors.As(err, &p):
@@ -67,6 +69,10 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.As(err, &qe):
 		pr := newProblem(http.StatusBadRequest, "bad-query", "Bad query parameter", qe.Error())
 		pr.Errors = []resources.Problem{{Field: qe.Param, Rule: "query", Message: qe.Message}}
+		return pr, false
+	case errors.As(err, &eqe):
+		pr := newProblem(http.StatusBadRequest, "bad-query", "Bad query parameter", eqe.Error())
+		pr.Errors = []resources.Problem{{Field: eqe.Param, Rule: "query", Message: eqe.Message}}
 		return pr, false
 	case errors.As(err, &de):
 		pr := newProblem(http.StatusConflict, "destructive-change", "Destructive schema change", de.Error())

@@ -18,8 +18,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
 )
@@ -32,6 +35,9 @@ type Config struct {
 	MaxBody int64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Metrics is the Prometheus registry served at /metrics; HTTP metrics
+	// are registered on it. Optional.
+	Metrics *prometheus.Registry
 	// Ready reports whether the server can serve (database reachable,
 	// schema applied). Default: always ready.
 	Ready func(ctx context.Context) error
@@ -42,10 +48,12 @@ type Server struct {
 	cfg   Config
 	e     *echo.Echo
 	store *resources.Store
+	audit *events.Audit
+	http  *httpMetrics
 }
 
 // New builds the server and its routes.
-func New(cfg Config, store *resources.Store) (*Server, error) {
+func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, error) {
 	if cfg.AdminKeyHash == ([32]byte{}) {
 		return nil, errors.New("api: AdminKeyHash is required")
 	}
@@ -58,9 +66,13 @@ func New(cfg Config, store *resources.Store) (*Server, error) {
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{cfg: cfg, e: echo.New(), store: store}
+	s := &Server{cfg: cfg, e: echo.New(), store: store, audit: audit}
 	s.e.HideBanner, s.e.HidePort = true, true
 	s.e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	if cfg.Metrics != nil {
+		s.http = newHTTPMetrics(cfg.Metrics)
+		s.e.Use(s.http.middleware)
+	}
 	s.e.Use(s.requestIDMiddleware, s.authMiddleware)
 	s.routes()
 	return s, nil
@@ -73,10 +85,17 @@ func (s *Server) routes() {
 	e := s.e
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	if s.cfg.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})))
+	}
 
 	admin := e.Group("/v1/_registry", s.requireAdmin)
 	admin.GET("", s.exportRegistry)
 	admin.POST("/import", s.importRegistry)
+
+	audit := e.Group("/v1/_events", s.requireAdmin)
+	audit.GET("", s.listEvents)
+	audit.GET("/:eventId", s.getEvent)
 
 	e.GET("/v1/:resource", s.list)
 	e.POST("/v1/:resource", s.create)
@@ -84,6 +103,7 @@ func (s *Server) routes() {
 	e.PATCH("/v1/:resource/:id", s.update)
 	e.PUT("/v1/:resource/:id", s.replace)
 	e.DELETE("/v1/:resource/:id", s.delete)
+	e.GET("/v1/:resource/:id/history", s.history)
 }
 
 const headerRequestID = "X-Request-ID"

@@ -17,10 +17,13 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"gorm.io/gorm/clause"
 
 	"github.com/herald-dev/herald/api"
 	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
 )
@@ -33,6 +36,10 @@ type App struct {
 	db     *database.DB
 	store  *resources.Store
 	server *api.Server
+
+	metrics   *prometheus.Registry
+	relay     *events.Relay
+	retention *events.Retention
 }
 
 // Options are New's dependencies beyond the configuration.
@@ -69,7 +76,27 @@ func (a *App) init(ctx context.Context) error {
 	if err := a.db.Write.WithContext(ctx).AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
 		return fmt.Errorf("app: migrate herald tables: %w", err)
 	}
-	a.store = resources.NewStore(resources.StoreConfig{Logger: a.log}, a.db)
+	dialect := events.SQLite
+	if a.db.Kind == database.Postgres {
+		dialect = events.Postgres
+	}
+	if err := events.Migrate(a.db.Write.WithContext(ctx), dialect); err != nil {
+		return err
+	}
+	a.metrics = prometheus.NewRegistry()
+	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.relay = events.NewRelay(events.RelayConfig{Dialect: dialect, Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Write)
+	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log}, a.db.Write)
+	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: a.relay.Notify}
+	if !a.cfg.DisableEvents && dialect == events.Postgres {
+		storeCfg.BeginTx = events.LockPositions
+	}
+	a.store = resources.NewStore(storeCfg, a.db)
+	if !a.cfg.DisableEvents {
+		if err := a.db.Write.Use(events.NewPlugin(dialect, a.store.DecodeRow, nil)); err != nil {
+			return fmt.Errorf("app: events plugin: %w", err)
+		}
+	}
 	if err := a.loadSchema(ctx); err != nil {
 		return err
 	}
@@ -82,11 +109,14 @@ func (a *App) init(ctx context.Context) error {
 		MaxBody:      a.cfg.MaxBody,
 		Logger:       a.log,
 		Ready:        a.ready,
-	}, a.store)
+		Metrics:      a.metrics,
+	}, a.store, events.NewAudit(a.db.Read))
 	if err != nil {
 		return err
 	}
 	a.store.Start()
+	a.relay.Start()
+	a.retention.Start()
 	return nil
 }
 
@@ -170,9 +200,16 @@ func (a *App) Store() *resources.Store { return a.store }
 // DB is the open database.
 func (a *App) DB() *database.DB { return a.db }
 
+// Relay is the outbox relay; consumers register on it before Start.
+func (a *App) Relay() *events.Relay { return a.relay }
+
 // Close stops the services and closes the database; safe to call twice.
+// Queued writes finish first, then the relay dispatches what they
+// committed; whatever it cannot dispatch stays in the log for next start.
 func (a *App) Close() error {
 	a.store.Stop()
+	a.retention.Stop()
+	a.relay.Stop()
 	if a.db == nil {
 		return nil
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	MaxBody             int64          // HERALD_MAX_BODY, default 1MiB
 	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
 	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
+	// DisableEvents turns event capture off. It is no setting: only the
+	// benchmark sets it, to measure what capture costs.
+	DisableEvents bool
 	// SchemaExplicit is true when HERALD_SCHEMA was set: a missing file is
 	// then an error instead of "use the stored schema".
 	SchemaExplicit bool

@@ -41,3 +41,33 @@ func (Setting) TableName() string { return "herald_settings" }
 
 // ErrUnauthorized means credentials are missing or bad where they are needed.
 var ErrUnauthorized = errors.New("unauthorized")
+
+// Event is one row of the event log (the transactional outbox). ID is the
+// log position: on SQLite the rowid (one writer, so commit order); on
+// PostgreSQL taken from EventSeq inside the writing transaction, whose row
+// lock is held to commit, so positions are handed out in commit order.
+type Event struct {
+	ID               int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
+	EventID          string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
+	EventType        string    `gorm:"not null;index:herald_events_type_idx,priority:1"`
+	ResourceName     string    `gorm:"not null;index:herald_events_resource_idx,priority:1"`
+	ResourceID       string    `gorm:"not null;index:herald_events_resource_idx,priority:2"`
+	UserID           string    `gorm:"index:herald_events_user_idx,priority:1"`
+	CreatedAt        time.Time `gorm:"not null;index:herald_events_created_idx"`
+	DispatchedAt     *time.Time
+	Data             string `gorm:"not null"` // JSON {"old","new","changes"}
+	SessionVariables string `gorm:"not null"` // JSON object
+	TraceContext     string `gorm:"not null"` // JSON object
+}
+
+// TableName pins the table name.
+func (Event) TableName() string { return "herald_events" }
+
+// EventSeq is PostgreSQL's single counter row of event positions.
+type EventSeq struct {
+	ID   int   `gorm:"primaryKey;autoIncrement:false"`
+	Last int64 `gorm:"not null"`
+}
+
+// TableName pins the table name.
+func (EventSeq) TableName() string { return "herald_event_seq" }

@@ -266,3 +266,53 @@ func (a *access) forbidden() error {
 	}
 	return &ForbiddenError{Message: "the write touches fields this role may not set", Problems: a.denied}
 }
+
+// View is what a caller may see of one record's data, for its history.
+type View struct {
+	// Admin sees everything.
+	Admin bool
+	a     *access
+}
+
+// Project limits a row to the readable fields (nil stays nil).
+func (v *View) Project(row map[string]any) map[string]any {
+	if row == nil || v.Admin {
+		return row
+	}
+	return v.a.project(row, nil)
+}
+
+// Fields keeps the readable names.
+func (v *View) Fields(names []string) []string {
+	out := []string{}
+	for _, n := range names {
+		if v.Admin || v.a.readable(n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// RecordView checks that the caller may read the record (admins: that the
+// resource exists, since the record may be gone) and returns their view.
+func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, ActionRead)
+	if err != nil {
+		return nil, err
+	}
+	if a.admin {
+		return &View{Admin: true}, nil
+	}
+	row, err := s.findOne(s.db.Read.WithContext(ctx), r, a, id, false, false)
+	if err != nil {
+		return nil, err
+	}
+	if row == nil {
+		return nil, fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+	}
+	return &View{a: a}, nil
+}

@@ -40,6 +40,10 @@ type StoreConfig struct {
 	// OnCommit is called after every committed write transaction (the
 	// outbox relay's wake-up). Optional; must not block.
 	OnCommit func()
+	// BeginTx runs first in every write transaction (PostgreSQL takes the
+	// event position lock there, so transactions queue in one order).
+	// Optional.
+	BeginTx func(tx *gorm.DB) error
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; defaults to time.Now.
@@ -68,7 +72,7 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	}
 	s := &Store{db: db, cfg: cfg, check: validator.New()}
 	s.schema.Store(&Schema{})
-	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.OnCommit, cfg.Logger)
+	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.BeginTx, cfg.OnCommit, cfg.Logger)
 	return s
 }
 

@@ -34,6 +34,7 @@ type writeOp struct {
 type writer struct {
 	db       *gorm.DB
 	maxBatch int
+	begin    func(tx *gorm.DB) error
 	onCommit func()
 	log      *slog.Logger
 
@@ -44,8 +45,8 @@ type writer struct {
 	started  bool
 }
 
-func newWriter(db *gorm.DB, maxBatch int, onCommit func(), log *slog.Logger) *writer {
-	return &writer{db: db, maxBatch: maxBatch, onCommit: onCommit, log: log,
+func newWriter(db *gorm.DB, maxBatch int, begin func(*gorm.DB) error, onCommit func(), log *slog.Logger) *writer {
+	return &writer{db: db, maxBatch: maxBatch, begin: begin, onCommit: onCommit, log: log,
 		ops: make(chan *writeOp, 4*maxBatch)}
 }
 
@@ -186,6 +187,12 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 	tx = w.db.Begin()
 	if tx.Error != nil {
 		return -1, fmt.Errorf("resources: begin: %w", tx.Error)
+	}
+	if w.begin != nil {
+		if err := w.begin(tx); err != nil {
+			tx.Rollback()
+			return -1, fmt.Errorf("resources: begin: %w", err)
+		}
 	}
 	for i, op := range ops {
 		failed = i

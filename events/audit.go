@@ -1,0 +1,153 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/models"
+)
+
+// Audit reads the event log for the audit API and record history.
+type Audit struct{ db *gorm.DB }
+
+// NewAudit returns a reader on the read handle db.
+func NewAudit(db *gorm.DB) *Audit { return &Audit{db: db} }
+
+// QueryError is a bad audit query parameter (400).
+type QueryError struct{ Param, Message string }
+
+func (e *QueryError) Error() string { return e.Param + ": " + e.Message }
+
+// Query filters the log. Zero values do not filter.
+type Query struct {
+	Resource   string
+	Type       string // "orders.created", or "created" for every resource
+	ResourceID string
+	UserID     string
+	Since      time.Time
+	Until      time.Time
+	After      int64 // only events with a larger id
+	Limit      int   // default 100, at most 1000
+}
+
+// Page is a page of events with the cursor to the next one.
+type Page struct {
+	Data []Event  `json:"data"`
+	Meta PageMeta `json:"meta"`
+}
+
+// PageMeta holds the next cursor: an event id, or null at the end.
+type PageMeta struct {
+	Next *string `json:"next"`
+}
+
+// ParseQuery reads the audit API's parameters.
+func ParseQuery(v url.Values) (Query, error) {
+	q := Query{Resource: v.Get("resource"), Type: v.Get("type"), ResourceID: v.Get("resourceId"), UserID: v.Get("userId"), Limit: 100}
+	var err error
+	for _, p := range []struct {
+		name string
+		dst  *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if s := v.Get(p.name); s != "" {
+			if *p.dst, err = time.Parse(time.RFC3339Nano, s); err != nil {
+				return q, &QueryError{p.name, "must be an RFC 3339 date-time"}
+			}
+		}
+	}
+	if s := v.Get("after"); s != "" {
+		if q.After, err = strconv.ParseInt(s, 10, 64); err != nil || q.After < 0 {
+			return q, &QueryError{"after", "must be an event id"}
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		if q.Limit, err = strconv.Atoi(s); err != nil || q.Limit < 1 || q.Limit > 1000 {
+			return q, &QueryError{"limit", "must be an integer from 1 to 1000"}
+		}
+	}
+	return q, nil
+}
+
+// List answers the events matching q, oldest first.
+func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
+	tx := a.db.WithContext(ctx).Model(&models.Event{})
+	if q.Resource != "" {
+		tx = tx.Where("resource_name = ?", q.Resource)
+	}
+	if q.Type != "" {
+		if strings.Contains(q.Type, ".") {
+			tx = tx.Where("event_type = ?", q.Type)
+		} else {
+			tx = tx.Where("event_type LIKE ?", "%."+q.Type)
+		}
+	}
+	if q.ResourceID != "" {
+		tx = tx.Where("resource_id = ?", q.ResourceID)
+	}
+	if q.UserID != "" {
+		tx = tx.Where("user_id = ?", q.UserID)
+	}
+	if !q.Since.IsZero() {
+		tx = tx.Where("created_at >= ?", q.Since.UTC())
+	}
+	if !q.Until.IsZero() {
+		tx = tx.Where("created_at < ?", q.Until.UTC())
+	}
+	if q.After > 0 {
+		tx = tx.Where("id > ?", q.After)
+	}
+	return page(tx.Order("id"), q.Limit)
+}
+
+// Get returns one event by its eventId.
+func (a *Audit) Get(ctx context.Context, eventID string) (*Event, error) {
+	var rows []models.Event
+	if err := a.db.WithContext(ctx).Where("event_id = ?", eventID).Limit(1).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("events: get: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, fmt.Errorf("events: event %s: %w", eventID, models.ErrNotFound)
+	}
+	e, err := fromModel(&rows[0])
+	return &e, err
+}
+
+// History answers one record's events, newest first; before (an event id)
+// pages back.
+func (a *Audit) History(ctx context.Context, resource, id string, before int64, limit int) (*Page, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	tx := a.db.WithContext(ctx).Model(&models.Event{}).Where("resource_name = ? AND resource_id = ?", resource, id)
+	if before > 0 {
+		tx = tx.Where("id < ?", before)
+	}
+	return page(tx.Order("id DESC"), limit)
+}
+
+func page(tx *gorm.DB, limit int) (*Page, error) {
+	var rows []models.Event
+	if err := tx.Limit(limit + 1).Find(&rows).Error; err != nil {
+		return nil, fmt.Errorf("events: list: %w", err)
+	}
+	p := &Page{Data: make([]Event, 0, len(rows))}
+	if len(rows) > limit {
+		rows = rows[:limit]
+		next := strconv.FormatInt(rows[len(rows)-1].ID, 10)
+		p.Meta.Next = &next
+	}
+	for i := range rows {
+		e, err := fromModel(&rows[i])
+		if err != nil {
+			return nil, fmt.Errorf("events: decode event %d: %w", rows[i].ID, err)
+		}
+		p.Data = append(p.Data, e)
+	}
+	return p, nil
+}

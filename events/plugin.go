@@ -1,0 +1,247 @@
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/herald-dev/herald/models"
+)
+
+// Decoder turns a row scanned from a table (or the column values a create
+// or update writes) into its API form. ok is false for tables that are not
+// resources; those writes record no event. It must be safe for concurrent
+// use.
+type Decoder func(table string, raw map[string]any) (row map[string]any, ok bool, err error)
+
+// Dialect tells the plugin how positions are assigned.
+type Dialect string
+
+// The dialects.
+const (
+	// SQLite positions are rowids: there is one writer, so insertion order
+	// is commit order.
+	SQLite Dialect = "sqlite"
+	// Postgres positions come from the herald_event_seq row, locked by the
+	// first event of a transaction until it commits.
+	Postgres Dialect = "postgres"
+)
+
+// Plugin is the GORM plugin that records events. Register it on the write
+// handle: db.Use(events.NewPlugin(...)). It handles Create, Updates and
+// Delete statements on resource tables made with a map or a WHERE clause,
+// which is how package resources writes; rows are read before updates and
+// deletes in the same transaction, so old values are exact.
+type Plugin struct {
+	decode  Decoder
+	dialect Dialect
+	now     func() time.Time
+}
+
+// NewPlugin returns the plugin. now defaults to time.Now.
+func NewPlugin(dialect Dialect, decode Decoder, now func() time.Time) *Plugin {
+	if now == nil {
+		now = time.Now
+	}
+	return &Plugin{decode: decode, dialect: dialect, now: now}
+}
+
+// Name implements gorm.Plugin.
+func (p *Plugin) Name() string { return "herald:events" }
+
+// Initialize implements gorm.Plugin.
+func (p *Plugin) Initialize(db *gorm.DB) error {
+	cb := db.Callback()
+	if err := cb.Create().After("gorm:create").Register("herald:events_create", p.afterCreate); err != nil {
+		return err
+	}
+	if err := cb.Update().Before("gorm:update").Register("herald:events_before_update", p.captureOld); err != nil {
+		return err
+	}
+	if err := cb.Update().After("gorm:update").Register("herald:events_update", p.afterUpdate); err != nil {
+		return err
+	}
+	if err := cb.Delete().Before("gorm:delete").Register("herald:events_before_delete", p.captureOld); err != nil {
+		return err
+	}
+	return cb.Delete().After("gorm:delete").Register("herald:events_delete", p.afterDelete)
+}
+
+const oldRowsKey = "herald:events_old_rows"
+
+// tracked tells whether the statement writes a resource table.
+func (p *Plugin) tracked(db *gorm.DB) bool {
+	t := db.Statement.Table
+	return db.Error == nil && t != "" && !strings.HasPrefix(t, "herald_")
+}
+
+// captureOld reads the rows an update or delete is about to touch.
+func (p *Plugin) captureOld(db *gorm.DB) {
+	if !p.tracked(db) {
+		return
+	}
+	where, ok := db.Statement.Clauses["WHERE"]
+	if !ok {
+		_ = db.AddError(fmt.Errorf("events: %s without WHERE on %s is not captured", "update/delete", db.Statement.Table))
+		return
+	}
+	var raw []map[string]any
+	err := db.Session(&gorm.Session{NewDB: true, SkipHooks: true}).
+		Table(db.Statement.Table).Clauses(where.Expression).Find(&raw).Error
+	if err != nil {
+		_ = db.AddError(fmt.Errorf("events: read rows before write: %w", err))
+		return
+	}
+	db.InstanceSet(oldRowsKey, raw)
+}
+
+func (p *Plugin) oldRows(db *gorm.DB) []map[string]any {
+	v, _ := db.InstanceGet(oldRowsKey)
+	raw, _ := v.([]map[string]any)
+	return raw
+}
+
+func (p *Plugin) afterCreate(db *gorm.DB) {
+	if !p.tracked(db) {
+		return
+	}
+	vals, ok := db.Statement.Dest.(map[string]any)
+	if !ok {
+		_ = db.AddError(fmt.Errorf("events: create on %s must use a map", db.Statement.Table))
+		return
+	}
+	raw := make(map[string]any, len(vals))
+	for k, v := range vals {
+		if !strings.HasPrefix(k, "@") { // GORM adds "@id" to create maps
+			raw[k] = v
+		}
+	}
+	p.record(db, nil, raw)
+}
+
+func (p *Plugin) afterUpdate(db *gorm.DB) {
+	if !p.tracked(db) {
+		return
+	}
+	set, ok := db.Statement.Dest.(map[string]any)
+	if !ok {
+		_ = db.AddError(fmt.Errorf("events: update on %s must use a map", db.Statement.Table))
+		return
+	}
+	for _, old := range p.oldRows(db) {
+		next := make(map[string]any, len(old))
+		for k, v := range old {
+			next[k] = v
+		}
+		for k, v := range set {
+			next[k] = v
+		}
+		p.record(db, old, next)
+	}
+}
+
+func (p *Plugin) afterDelete(db *gorm.DB) {
+	if !p.tracked(db) {
+		return
+	}
+	for _, old := range p.oldRows(db) {
+		p.record(db, old, nil)
+	}
+}
+
+// record builds the event of one row's change and inserts it in the
+// statement's transaction. oldRaw or newRaw is nil for a create or delete.
+func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
+	table := db.Statement.Table
+	var old, new map[string]any
+	var ok bool
+	var err error
+	if oldRaw != nil {
+		if old, ok, err = p.decode(table, oldRaw); err != nil || !ok {
+			_ = db.AddError(err)
+			return
+		}
+	}
+	if newRaw != nil {
+		if new, ok, err = p.decode(table, newRaw); err != nil || !ok {
+			_ = db.AddError(err)
+			return
+		}
+	}
+	op := OpUpdated
+	switch {
+	case old == nil:
+		op = OpCreated
+	case new == nil:
+		op = OpDeleted
+	case old["deleted_at"] == nil && new["deleted_at"] != nil:
+		// A soft delete: the row leaves every reader's view.
+		op, new = OpDeleted, nil
+	}
+	data, changed := diff(old, new)
+	if !changed {
+		return
+	}
+	row := new
+	if row == nil {
+		row = old
+	}
+	id, _ := row["id"].(string)
+	info := RequestInfoFrom(db.Statement.Context)
+	userID, _ := info.SessionVariables["userId"].(string)
+	dataJSON, err := json.Marshal(data)
+	if err != nil {
+		_ = db.AddError(fmt.Errorf("events: encode data: %w", err))
+		return
+	}
+	sessJSON, _ := json.Marshal(info.SessionVariables)
+	traceJSON, _ := json.Marshal(info.Trace)
+	args := []any{uuid.Must(uuid.NewV7()).String(), table + "." + op, table, id, userID,
+		p.now().UTC().Truncate(time.Microsecond), string(dataJSON), string(sessJSON), string(traceJSON)}
+	tx := db.Session(&gorm.Session{NewDB: true, SkipHooks: true})
+	var sql string
+	if p.dialect == Postgres {
+		sql = `WITH s AS (UPDATE herald_event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
+INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
+SELECT s.last, ?, ?, ?, ?, ?, ?::timestamptz, ?, ?, ? FROM s`
+	} else {
+		args[5] = args[5].(time.Time).Format("2006-01-02 15:04:05.999999-07:00")
+		sql = `INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	}
+	res := tx.Exec(sql, args...)
+	if res.Error != nil {
+		_ = db.AddError(fmt.Errorf("events: record %s: %w", table, res.Error))
+		return
+	}
+	if res.RowsAffected != 1 {
+		_ = db.AddError(fmt.Errorf("events: record %s: the position counter is missing", table))
+	}
+}
+
+// LockPositions takes the position counter's row lock at the start of a
+// PostgreSQL write transaction. Taking it first, before any resource row,
+// means transactions never wait for each other in opposite orders
+// (no deadlocks); the plugin would take it at the first event anyway.
+func LockPositions(tx *gorm.DB) error {
+	return tx.Exec("SELECT last FROM herald_event_seq WHERE id = 1 FOR UPDATE").Error
+}
+
+// Migrate creates the event tables and indexes and the position counter.
+func Migrate(db *gorm.DB, dialect Dialect) error {
+	if err := db.AutoMigrate(&models.Event{}, &models.EventSeq{}); err != nil {
+		return fmt.Errorf("events: migrate: %w", err)
+	}
+	if err := db.Exec("CREATE INDEX IF NOT EXISTS herald_events_undispatched_idx ON herald_events (id) WHERE dispatched_at IS NULL").Error; err != nil {
+		return fmt.Errorf("events: migrate: %w", err)
+	}
+	if dialect == Postgres {
+		return db.Clauses(clause.OnConflict{DoNothing: true}).Create(&models.EventSeq{ID: 1, Last: 0}).Error
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+)
+
+// RetentionConfig configures the retention job.
+type RetentionConfig struct {
+	// Retention is how long events are kept (HERALD_EVENT_RETENTION).
+	// Required.
+	Retention time.Duration
+	// Interval between sweeps. Default 10m.
+	Interval time.Duration
+	// BatchSize is how many events one DELETE removes, so that a sweep
+	// never holds the write lock for long. Default 1000.
+	BatchSize int
+	// Pause between batches, letting writers in. Default 50ms.
+	Pause time.Duration
+	// Logger defaults to slog.Default(); Now defaults to time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+}
+
+// Retention removes events older than the retention once dispatched.
+// Webhook deliveries will add their own hold when they exist: an event is
+// removed only once nothing still needs it.
+type Retention struct {
+	cfg RetentionConfig
+	db  *gorm.DB
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewRetention returns the job on the write handle db.
+func NewRetention(cfg RetentionConfig, db *gorm.DB) *Retention {
+	if cfg.Interval <= 0 {
+		cfg.Interval = 10 * time.Minute
+	}
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 1000
+	}
+	if cfg.Pause <= 0 {
+		cfg.Pause = 50 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Retention{cfg: cfg, db: db}
+}
+
+// Start runs sweeps until Stop; safe to call twice.
+func (r *Retention) Start() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel, r.done = cancel, make(chan struct{})
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(r.cfg.Interval)
+		defer t.Stop()
+		for {
+			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.cfg.Logger.Error("events: retention sweep", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Stop stops the job and waits for it; safe to call twice.
+func (r *Retention) Stop() {
+	r.mu.Lock()
+	cancel, done := r.cancel, r.done
+	r.cancel = nil
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// Sweep deletes expired, dispatched events in batches and returns how many.
+func (r *Retention) Sweep(ctx context.Context) (int64, error) {
+	cutoff := r.cfg.Now().Add(-r.cfg.Retention).UTC()
+	var total int64
+	for {
+		res := r.db.WithContext(ctx).Exec(`DELETE FROM herald_events WHERE id IN (
+  SELECT id FROM herald_events WHERE created_at < ? AND dispatched_at IS NOT NULL ORDER BY id LIMIT ?)`, cutoff, r.cfg.BatchSize)
+		if res.Error != nil {
+			return total, fmt.Errorf("events: retention: %w", res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < int64(r.cfg.BatchSize) {
+			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(r.cfg.Pause):
+		}
+	}
+}
