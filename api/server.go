@@ -13,11 +13,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -38,9 +44,29 @@ type Config struct {
 	// Metrics is the Prometheus registry served at /metrics; HTTP metrics
 	// are registered on it. Optional.
 	Metrics *prometheus.Registry
+	// Verifier checks bearer tokens that are not the admin key (JWTs).
+	// Optional: without it such tokens are 401.
+	Verifier TokenVerifier
+	// TrustedProxies are the peers whose X-Forwarded-For / X-Real-IP name
+	// the client (HERALD_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
+	// SessionClaims are the token claims copied into session variables.
+	SessionClaims []string
+	// CORSOrigins are the allowed CORS origins; none disables CORS.
+	CORSOrigins []string
+	// TracerProvider makes the request spans. Default: a no-op provider.
+	TracerProvider trace.TracerProvider
+	// Propagator reads traceparent. Default: W3C trace context and baggage.
+	Propagator propagation.TextMapPropagator
 	// Ready reports whether the server can serve (database reachable,
 	// schema applied). Default: always ready.
 	Ready func(ctx context.Context) error
+}
+
+// TokenVerifier verifies a bearer token. It must be safe for concurrent
+// use. Errors mean 401.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (*auth.Principal, error)
 }
 
 // Server is Herald's HTTP handler.
@@ -63,6 +89,12 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	if cfg.Propagator == nil {
+		cfg.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
@@ -73,7 +105,17 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 		s.http = newHTTPMetrics(cfg.Metrics)
 		s.e.Use(s.http.middleware)
 	}
-	s.e.Use(s.requestIDMiddleware, s.authMiddleware)
+	s.e.IPExtractor = s.ipExtractor()
+	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware)
+	if len(cfg.CORSOrigins) > 0 {
+		s.e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  cfg.CORSOrigins,
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, headerRequestID, headerCorrelationID, "traceparent", "tracestate", "Last-Event-ID"},
+			ExposeHeaders: []string{headerRequestID, headerCorrelationID, echo.HeaderLocation},
+			MaxAge:        600,
+		}))
+	}
+	s.e.Use(s.authMiddleware, s.requestInfoMiddleware)
 	s.routes()
 	return s, nil
 }
@@ -130,8 +172,9 @@ func requestID(c echo.Context) string {
 	return id
 }
 
-// authMiddleware resolves the caller: the admin key is role admin, no
-// credentials are role public, anything else is 401.
+// authMiddleware resolves the caller: the admin key is role admin, a valid
+// JWT is its user and role, no credentials are role public, and anything
+// else is 401.
 func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p := &auth.Principal{Role: auth.RolePublic}
@@ -141,10 +184,16 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 				return models.ErrUnauthorized
 			}
 			sum := sha256.Sum256([]byte(token))
-			if subtle.ConstantTimeCompare(sum[:], s.cfg.AdminKeyHash[:]) != 1 {
+			if subtle.ConstantTimeCompare(sum[:], s.cfg.AdminKeyHash[:]) == 1 {
+				p = auth.Admin()
+			} else if s.cfg.Verifier == nil {
 				return models.ErrUnauthorized
+			} else {
+				var err error
+				if p, err = s.cfg.Verifier.Verify(c.Request().Context(), token); err != nil {
+					return fmt.Errorf("api: %w: %w", models.ErrUnauthorized, err)
+				}
 			}
-			p = auth.Admin()
 		}
 		c.SetRequest(c.Request().WithContext(auth.WithPrincipal(c.Request().Context(), p)))
 		return next(c)

@@ -19,14 +19,18 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"gorm.io/gorm/clause"
 
 	"github.com/herald-dev/herald/api"
+	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
 )
+
+var _ api.TokenVerifier = (*auth.Verifier)(nil)
 
 // App is a running Herald instance's parts.
 type App struct {
@@ -37,6 +41,8 @@ type App struct {
 	store  *resources.Store
 	server *api.Server
 
+	tracer    *sdktrace.TracerProvider
+	verifier  *auth.Verifier
 	metrics   *prometheus.Registry
 	relay     *events.Relay
 	retention *events.Retention
@@ -83,6 +89,18 @@ func (a *App) init(ctx context.Context) error {
 	if err := events.Migrate(a.db.Write.WithContext(ctx), dialect); err != nil {
 		return err
 	}
+	var err error
+	if a.tracer, err = newTracerProvider(ctx, os.Getenv); err != nil {
+		return err
+	}
+	if err := database.Trace(a.db.Write, a.db.Kind, a.tracer); err != nil {
+		return fmt.Errorf("app: tracing: %w", err)
+	}
+	if a.db.Read != a.db.Write {
+		if err := database.Trace(a.db.Read, a.db.Kind, a.tracer); err != nil {
+			return fmt.Errorf("app: tracing: %w", err)
+		}
+	}
 	a.metrics = prometheus.NewRegistry()
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.relay = events.NewRelay(events.RelayConfig{Dialect: dialect, Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Write)
@@ -104,13 +122,27 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.server, err = api.New(api.Config{
-		AdminKeyHash: keyHash,
-		MaxBody:      a.cfg.MaxBody,
-		Logger:       a.log,
-		Ready:        a.ready,
-		Metrics:      a.metrics,
-	}, a.store, events.NewAudit(a.db.Read))
+	apiCfg := api.Config{
+		AdminKeyHash:   keyHash,
+		MaxBody:        a.cfg.MaxBody,
+		Logger:         a.log,
+		Ready:          a.ready,
+		Metrics:        a.metrics,
+		TrustedProxies: a.cfg.TrustedProxies,
+		SessionClaims:  a.cfg.SessionClaims,
+		CORSOrigins:    a.cfg.CORSOrigins,
+		TracerProvider: a.tracer,
+		Propagator:     propagator(),
+	}
+	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
+		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{
+			Secret: a.cfg.JWTSecret, JWKSURL: a.cfg.JWKSURL, RoleClaim: a.cfg.JWTRoleClaim})
+		if err != nil {
+			return fmt.Errorf("app: HERALD_JWT_SECRET/HERALD_JWKS_URL: %w", err)
+		}
+		apiCfg.Verifier = a.verifier
+	}
+	a.server, err = api.New(apiCfg, a.store, events.NewAudit(a.db.Read))
 	if err != nil {
 		return err
 	}
@@ -210,6 +242,14 @@ func (a *App) Close() error {
 	a.store.Stop()
 	a.retention.Stop()
 	a.relay.Stop()
+	if a.verifier != nil {
+		a.verifier.Close()
+	}
+	if a.tracer != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.tracer.Shutdown(sctx)
+		cancel()
+	}
 	if a.db == nil {
 		return nil
 	}

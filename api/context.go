@@ -1,0 +1,91 @@
+package api
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/events"
+)
+
+const headerCorrelationID = "X-Correlation-ID"
+
+// tracingMiddleware starts the request's server span with otelhttp (W3C
+// traceparent honoured), on the configured provider, never a global one.
+func (s *Server) tracingMiddleware() echo.MiddlewareFunc {
+	return echo.WrapMiddleware(func(next http.Handler) http.Handler {
+		return otelhttp.NewHandler(next, "herald",
+			otelhttp.WithTracerProvider(s.cfg.TracerProvider),
+			otelhttp.WithPropagators(s.cfg.Propagator),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+			otelhttp.WithFilter(func(r *http.Request) bool {
+				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
+			}))
+	})
+}
+
+// ipExtractor returns the client address: the peer, unless the peer is a
+// trusted proxy, in which case X-Forwarded-For (or X-Real-IP) says who is
+// behind it.
+func (s *Server) ipExtractor() echo.IPExtractor {
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range s.cfg.TrustedProxies {
+		_, n, err := net.ParseCIDR(p.String())
+		if err == nil {
+			opts = append(opts, echo.TrustIPRange(n))
+		}
+	}
+	xff := echo.ExtractIPFromXFFHeader(opts...)
+	realIP := echo.ExtractIPFromRealIPHeader(opts...)
+	return func(r *http.Request) string {
+		if r.Header.Get(echo.HeaderXForwardedFor) != "" {
+			return xff(r)
+		}
+		return realIP(r)
+	}
+}
+
+// requestInfoMiddleware puts the session variables and trace context of the
+// request into its context, where the events plugin reads them. It runs
+// after authentication, which decides userId and role.
+func (s *Server) requestInfoMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req := c.Request()
+		ctx := req.Context()
+		reqID := requestID(c)
+		corr := req.Header.Get(headerCorrelationID)
+		if corr == "" || len(corr) > 200 || strings.ContainsAny(corr, "\r\n") {
+			corr = reqID
+		}
+		c.Response().Header().Set(headerCorrelationID, corr)
+
+		p := auth.FromContext(ctx)
+		sess := map[string]any{"role": p.Role, "ip": c.RealIP(), "userAgent": req.UserAgent()}
+		if p.UserID != "" {
+			sess["userId"] = p.UserID
+		}
+		for _, name := range s.cfg.SessionClaims {
+			if v, ok := p.Claims[name]; ok {
+				sess[name] = v
+			}
+		}
+		tc := events.TraceContext{RequestID: reqID, CorrelationID: corr}
+		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+			tc.TraceID, tc.SpanID = sc.TraceID().String(), sc.SpanID().String()
+		}
+		if parent := trace.SpanContextFromContext(s.cfg.Propagator.Extract(context.Background(),
+			propagation.HeaderCarrier(req.Header))); parent.IsValid() {
+			tc.ParentSpanID = parent.SpanID().String()
+		}
+		ctx = events.WithRequestInfo(ctx, &events.RequestInfo{SessionVariables: sess, Trace: tc})
+		c.SetRequest(req.WithContext(ctx))
+		return next(c)
+	}
+}
