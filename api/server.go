@@ -191,6 +191,11 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			} else {
 				var err error
 				if p, err = s.cfg.Verifier.Verify(c.Request().Context(), token); err != nil {
+					if errors.Is(err, auth.ErrKeysUnavailable) {
+						s.cfg.Logger.Warn("jwks unavailable", "err", err)
+						return newProblem(http.StatusServiceUnavailable, "keys-unavailable", "Service unavailable",
+							"the token's signing keys cannot be fetched right now; retry shortly")
+					}
 					return fmt.Errorf("api: %w: %w", models.ErrUnauthorized, err)
 				}
 			}

@@ -30,7 +30,9 @@ type variant struct {
 // and run with -variants default,events-off.
 func variants() []variant {
 	return []variant{
-		{name: "default", about: "configuration as loaded from defaults"},
+		{name: "default", about: "configuration as loaded from defaults (event capture on)"},
+		{name: "events-off", about: "event capture off (no GORM plugin, no position lock): what capture costs",
+			apply: func(c *app.Config) { c.DisableEvents = true }},
 	}
 }
 
