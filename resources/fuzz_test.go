@@ -81,23 +81,23 @@ func FuzzParseSchema(f *testing.F) {
 		withPermission("{resource: items, role: user, action: read, filters: [{field: title, operator: eq, value: 1}]}"),
 		`{"resources": [{"name": "items", "fields": [{"name": "t", "type": "string"}]}]}`,
 		`{"resources": [null]}`,
-		// Known bugs, reported and not fixed here; uncomment each once fixed.
+		// Inputs that once panicked or broke the stored registry.
 		//
 		// A null field plus a permission on that resource: Validate calls
-		// Resource.Column -> Resource.Field, which dereferences the nil *Field.
-		// "resources:\n  - name: a\n    fields: [null]\npermissions:\n  - {resource: a, role: user, action: read, fields: [x]}\n",
+		// Resource.Column -> Resource.Field, which dereferenced the nil *Field.
+		"resources:\n  - name: a\n    fields: [null]\npermissions:\n  - {resource: a, role: user, action: read, fields: [x]}\n",
 		//
 		// A YAML tag on a value decoded into a slice panics inside
 		// goccy/go-yaml v1.19.2 (upstream issue 735, fixed after that release);
-		// ParseSchema does not recover it.
-		// "resources: !foo\n",
-		// "resources:\n  - name: items\n    fields:\n      !\n00000000000:00000000000000000000000000000000",
+		// ParseSchema recovers it as a syntax problem.
+		"resources: !foo\n",
+		"resources:\n  - name: items\n    fields:\n      !\n00000000000:00000000000000000000000000000000",
 		//
 		// A non-finite validation or rule value is accepted, and then the
 		// schema cannot be marshalled to JSON (the registry's stored form).
-		// oneResource("      - {name: t, type: number, validations: [{rule: min, value: .nan}]}\n"),
-		// oneResource("      - {name: t, type: string, validations: [{rule: email, value: .inf}]}\n"),
-		// withPermission("{resource: items, role: user, action: read, filters: [{field: title, operator: eq, value: .nan}]}"),
+		oneResource("      - {name: t, type: number, validations: [{rule: min, value: .nan}]}\n"),
+		oneResource("      - {name: t, type: string, validations: [{rule: email, value: .inf}]}\n"),
+		withPermission("{resource: items, role: user, action: read, filters: [{field: title, operator: eq, value: .nan}]}"),
 	} {
 		f.Add([]byte(seed))
 	}

@@ -393,7 +393,10 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 				return fmt.Errorf("resources: migration leaves %d rows with dangling relations: %w", len(bad), models.ErrConflict)
 			}
 		}
-		doc, _ := json.Marshal(to)
+		doc, err := json.Marshal(to)
+		if err != nil {
+			return fmt.Errorf("resources: encode registry: %w", err)
+		}
 		res.Version = version + 1
 		res.Applied = true
 		reg := models.Registry{ID: 1, Schema: string(doc), Version: res.Version, UpdatedAt: time.Now().UTC()}

@@ -249,7 +249,7 @@ func decodeCursor(sort []SortKey, s string) ([]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var vals []any
-	if err := dec.Decode(&vals); err != nil || len(vals) != len(sort) {
+	if err := dec.Decode(&vals); err != nil || dec.More() || len(vals) != len(sort) {
 		return nil, fmt.Errorf("malformed cursor, or one made for another _sort")
 	}
 	for i, k := range sort {
@@ -324,30 +324,33 @@ func (b *sqlBuilder) addAfter(sort []SortKey, after []any) {
 	var ors []string
 	var args []any
 	for i := range sort {
+		if !sort[i].Desc && after[i] == nil {
+			continue // nothing sorts after null ascending
+		}
 		var ands []string
+		var branch []any
 		for j := 0; j < i; j++ {
 			col := q(sort[j].Field.Name)
 			if after[j] == nil {
 				ands = append(ands, col+" IS NULL")
 			} else {
 				ands = append(ands, col+" = ?")
-				args = append(args, b.param(sort[j].Field, after[j]))
+				branch = append(branch, b.param(sort[j].Field, after[j]))
 			}
 		}
 		col := q(sort[i].Field.Name)
 		switch {
-		case !sort[i].Desc && after[i] == nil:
-			continue // nothing sorts after null ascending
 		case !sort[i].Desc:
 			ands = append(ands, "("+col+" > ? OR "+col+" IS NULL)")
-			args = append(args, b.param(sort[i].Field, after[i]))
+			branch = append(branch, b.param(sort[i].Field, after[i]))
 		case after[i] == nil:
 			ands = append(ands, col+" IS NOT NULL")
 		default:
 			ands = append(ands, col+" < ?")
-			args = append(args, b.param(sort[i].Field, after[i]))
+			branch = append(branch, b.param(sort[i].Field, after[i]))
 		}
 		ors = append(ors, "("+strings.Join(ands, " AND ")+")")
+		args = append(args, branch...)
 	}
 	if len(ors) == 0 {
 		b.add("1 = 0")

@@ -367,12 +367,10 @@ func TestAddAfter(t *testing.T) {
 			[]any{"2026-01-02T03:04:05.000000Z", "2026-01-02T03:04:05.000000Z", id}, false},
 		{"postgres datetime is time", database.Postgres, "created_at", []any{at, id}, []any{at, at, id}, false},
 		{"nothing after a null id", database.SQLite, "", []any{nil}, nil, true},
-		// BUG (reported, not fixed here): when an ascending key after the
-		// first has a NULL cursor value, addAfter skips that OR branch but
-		// keeps the args it appended for the equality prefix, so the SQL
-		// has fewer placeholders than args. Uncomment once fixed.
-		// {"asc null after a value", database.SQLite, "title,price", []any{"x", nil, id},
-		// 	[]any{"x", "x", id}, false},
+		// An ascending key after the first with a NULL cursor value: its OR
+		// branch is skipped, and so must be the args of its equality prefix.
+		{"asc null after a value", database.SQLite, "title,price", []any{"x", nil, id},
+			[]any{"x", "x", id}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

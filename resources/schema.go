@@ -156,13 +156,37 @@ func ParseSchema(doc []byte) (*Schema, error) {
 		if err := dec.Decode(&s); err != nil {
 			return nil, &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: err.Error()}}}
 		}
-	} else if err := yaml.UnmarshalWithOptions(doc, &s, yaml.Strict()); err != nil {
-		return nil, &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: yaml.FormatError(err, false, true)}}}
+		if dec.More() {
+			return nil, &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: "data after the JSON document"}}}
+		}
+	} else if err := unmarshalYAML(doc, &s); err != nil {
+		return nil, err
 	}
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// unmarshalYAML decodes strictly. goccy/go-yaml v1.19.2 panics on some
+// tags (upstream issue 735, fixed after that release): a panic is reported
+// as a syntax problem, never allowed to take the server down.
+func unmarshalYAML(doc []byte, s *Schema) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: fmt.Sprintf("unsupported YAML: %v", p)}}}
+		}
+	}()
+	if err := yaml.UnmarshalWithOptions(doc, s, yaml.Strict()); err != nil {
+		return &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: yaml.FormatError(err, false, true)}}}
+	}
+	return nil
+}
+
+// finiteJSON tells whether v can be stored as JSON (no NaN or infinity).
+func finiteJSON(v any) bool {
+	_, err := json.Marshal(v)
+	return err == nil
 }
 
 // Validate checks names, types, options, relations and permissions, and
@@ -270,6 +294,10 @@ func validateField(f *Field, fp string, add func(path, rule, format string, args
 	}
 	for k, v := range f.Validations {
 		vp := fmt.Sprintf("%s.validations[%d]", fp, k)
+		if !finiteJSON(v.Value) {
+			add(vp+".value", "type", "must be a finite JSON value")
+			continue
+		}
 		if !slices.Contains(ruleNames, v.Rule) {
 			add(vp+".rule", "enum", "unknown rule %q (one of %s)", v.Rule, strings.Join(ruleNames, ", "))
 			continue
@@ -355,6 +383,9 @@ func validatePermission(p Permission, path string, byName map[string]*Resource, 
 			if !slices.Contains(operators, rule.Operator) {
 				add(rp+".operator", "enum", "operator must be one of %s", strings.Join(operators, ", "))
 			}
+			if !finiteJSON(rule.Value) {
+				add(rp+".value", "type", "must be a finite JSON value")
+			}
 			if (rule.Claim == "") == (rule.Value == nil) {
 				add(rp, "required", "give exactly one of claim and value")
 			}
@@ -383,7 +414,7 @@ func (s *Schema) Resource(name string) *Resource {
 // Field returns the declared field with this name, or nil.
 func (r *Resource) Field(name string) *Field {
 	for _, f := range r.Fields {
-		if f.Name == name {
+		if f != nil && f.Name == name {
 			return f
 		}
 	}

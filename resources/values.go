@@ -122,7 +122,7 @@ func toFloat(v any) (float64, bool) {
 		f, err := n.Float64()
 		return f, err == nil
 	case float64:
-		return n, true
+		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
 	case float32:
 		return float64(n), true
 	case int:
