@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -77,7 +78,15 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.As(err, &de):
 		pr := newProblem(http.StatusConflict, "destructive-change", "Destructive schema change", de.Error())
 		for _, c := range de.Changes {
-			pr.Errors = append(pr.Errors, resources.Problem{Field: c.Resource + "." + c.Field, Rule: c.Op, Message: c.Detail})
+			field := c.Resource
+			if c.Field != "" {
+				field += "." + c.Field
+			}
+			msg := c.Detail
+			if msg == "" {
+				msg = "drops data"
+			}
+			pr.Errors = append(pr.Errors, resources.Problem{Field: field, Rule: c.Op, Message: msg})
 		}
 		return pr, false
 	case errors.As(err, &ce):
@@ -96,6 +105,9 @@ func toProblem(err error) (*Problem, bool) {
 		return newProblem(http.StatusForbidden, "forbidden", "Forbidden", "this role may not do that"), false
 	case errors.Is(err, models.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", "Conflict", "the write conflicts with existing data"), false
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
+			"the request was cancelled before it finished; retry"), false
 	case errors.Is(err, resources.ErrStopped):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the server is shutting down"), false
 	case errors.As(err, &he):

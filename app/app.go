@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 
 	"github.com/herald-dev/herald/api"
@@ -79,14 +80,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*App, error) {
 }
 
 func (a *App) init(ctx context.Context) error {
-	if err := a.db.Write.WithContext(ctx).AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
-		return fmt.Errorf("app: migrate herald tables: %w", err)
-	}
 	dialect := events.SQLite
 	if a.db.Kind == database.Postgres {
 		dialect = events.Postgres
 	}
-	if err := events.Migrate(a.db.Write.WithContext(ctx), dialect); err != nil {
+	if err := a.migrateOwnTables(ctx, dialect); err != nil {
 		return err
 	}
 	var err error
@@ -150,6 +148,27 @@ func (a *App) init(ctx context.Context) error {
 	a.relay.Start()
 	a.retention.Start()
 	return nil
+}
+
+// bootstrapLockKey serialises the creation of Herald's own tables between
+// instances starting together on one PostgreSQL ("hboot"). It differs from
+// the schema migration's lock, which is taken later on another connection.
+const bootstrapLockKey = 0x68626f6f74
+
+// migrateOwnTables creates Herald's tables (registry, settings, events).
+func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) error {
+	return a.db.Write.WithContext(ctx).Connection(func(conn *gorm.DB) error {
+		if a.db.Kind == database.Postgres {
+			if err := conn.Exec("SELECT pg_advisory_lock(?)", bootstrapLockKey).Error; err != nil {
+				return fmt.Errorf("app: bootstrap lock: %w", err)
+			}
+			defer conn.Exec("SELECT pg_advisory_unlock(?)", bootstrapLockKey)
+		}
+		if err := conn.AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
+			return fmt.Errorf("app: migrate herald tables: %w", err)
+		}
+		return events.Migrate(conn, dialect)
+	})
 }
 
 // loadSchema applies the schema file when there is one, else serves the
@@ -262,10 +281,15 @@ func (a *App) Close() error {
 // it stops accepting, waits for requests in flight (up to the shutdown
 // timeout), finishes queued writes and closes the database.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	// Requests get a context that the shutdown signal does not cancel:
+	// Shutdown lets them finish. It is cancelled once Shutdown returns (or
+	// times out), which is what will end long-lived streams.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
 	srv := &http.Server{
 		Handler:           a.server,
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -61,7 +61,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	gcfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false}
 	if IsPostgres(cfg.URL) {
-		g, err := gorm.Open(postgres.Open(cfg.URL), gcfg)
+		g, err := gorm.Open(postgres.New(postgres.Config{DSN: withExecMode(cfg.URL)}), gcfg)
 		if err != nil {
 			return nil, fmt.Errorf("database: open postgres: %w", err)
 		}
@@ -124,6 +124,21 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	rdb.SetMaxOpenConns(reads)
 	rdb.SetMaxIdleConns(reads)
 	return &DB{Kind: SQLite, Write: w, Read: r}, nil
+}
+
+// withExecMode makes pgx send each statement unprepared (parse, bind and
+// execute in one round trip) unless the URL chooses a mode. pgx's default
+// caches server-side prepared statements per connection, and after a schema
+// change those fail with "cached plan must not change result type".
+func withExecMode(u string) string {
+	if strings.Contains(u, "default_query_exec_mode=") {
+		return u
+	}
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return u + sep + "default_query_exec_mode=exec"
 }
 
 // Close closes both handles.

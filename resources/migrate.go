@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
 	"slices"
 	"time"
 
@@ -73,7 +72,7 @@ func Diff(from, to *Schema) *Plan {
 					Detail: fmt.Sprintf("type %s -> %s drops the column's data", describeType(of), describeType(f))})
 			case constraintsChanged(of, f):
 				p.Changes = append(p.Changes, Change{Op: "alterField", Resource: r.Name, Field: f.Name, Detail: "constraints changed"})
-			case !reflect.DeepEqual(of, f):
+			case !jsonEqual(of, f):
 				p.Changes = append(p.Changes, Change{Op: "alterField", Resource: r.Name, Field: f.Name, Detail: "options changed"})
 			}
 		}
@@ -374,11 +373,17 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 		if res.Changes == nil {
 			res.Changes = []Change{}
 		}
+		if dryRun {
+			return errDryRun
+		}
 		if d := plan.Destructive(); len(d) > 0 && !allowDestructive {
 			return &DestructiveError{Changes: d}
 		}
-		if dryRun {
-			return errDryRun
+		if len(plan.Changes) == 0 && version > 0 && jsonEqual(from, to) {
+			return errNoChange // keep the version
+		}
+		if err := precheck(tx, plan, from, to); err != nil {
+			return err
 		}
 		m := &migrator{kind: s.db.Kind, tx: tx}
 		if err := m.apply(plan, from, to); err != nil {
@@ -419,6 +424,10 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 	if errors.Is(err, errDryRun) {
 		return &res, nil
 	}
+	if errors.Is(err, errNoChange) {
+		s.setSchema(to)
+		return &res, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -426,7 +435,46 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 	return &res, nil
 }
 
-var errDryRun = errors.New("dry run")
+var (
+	errDryRun   = errors.New("dry run")
+	errNoChange = errors.New("no change")
+)
+
+// precheck refuses, with a 409 naming the field, a field that becomes
+// required while rows would have no value for it.
+func precheck(tx *gorm.DB, plan *Plan, from, to *Schema) error {
+	for _, c := range plan.Changes {
+		r := to.Resource(c.Resource)
+		if r == nil || (c.Op != "addField" && c.Op != "alterField") {
+			continue
+		}
+		f := r.Field(c.Field)
+		if f == nil || !f.Required || f.Default != nil {
+			continue
+		}
+		old := from.Resource(c.Resource).Field(c.Field)
+		cond := ""
+		switch {
+		case old == nil || retyped(old, f):
+			cond = "" // every existing row lacks the value
+		case !old.Required:
+			cond = " WHERE " + q(f.Name) + " IS NULL"
+		default:
+			continue
+		}
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM (SELECT 1 FROM " + q(r.Name) + cond + " LIMIT 1) AS t").Scan(&n).Error; err != nil {
+			return fmt.Errorf("resources: precheck %s.%s: %w", r.Name, f.Name, err)
+		}
+		if n > 0 {
+			return &ConflictError{
+				Message:  fmt.Sprintf("%s.%s becomes required, but existing rows have no value for it: give it a default", r.Name, f.Name),
+				Problems: []Problem{{Field: r.Name + "." + f.Name, Rule: "required", Message: "existing rows have no value; add a default"}},
+			}
+		}
+	}
+	return nil
+}
 
 // loadRegistry reads the stored schema; an empty schema when there is none.
 func loadRegistry(tx *gorm.DB) (*Schema, int, error) {

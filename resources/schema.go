@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -183,6 +184,20 @@ func unmarshalYAML(doc []byte, s *Schema) (err error) {
 	return nil
 }
 
+// normalizeNumber gives a number one Go type whatever decoded it (YAML
+// int, JSON float64): int64 when whole, float64 otherwise, so a schema read
+// back from the registry equals the one that was stored.
+func normalizeNumber(v any) any {
+	n, ok := toFloat(v)
+	if !ok {
+		return v
+	}
+	if n == math.Trunc(n) && math.Abs(n) < 1<<53 {
+		return int64(n)
+	}
+	return n
+}
+
 // finiteJSON tells whether v can be stored as JSON (no NaN or infinity).
 func finiteJSON(v any) bool {
 	_, err := json.Marshal(v)
@@ -302,6 +317,7 @@ func validateField(f *Field, fp string, add func(path, rule, format string, args
 			add(vp+".rule", "enum", "unknown rule %q (one of %s)", v.Rule, strings.Join(ruleNames, ", "))
 			continue
 		}
+		f.Validations[k].Value = normalizeNumber(v.Value)
 		if msg := checkRule(f, v); msg != "" {
 			add(vp, v.Rule, "%s", msg)
 		}

@@ -162,6 +162,18 @@ func (s *Store) DecodeRow(resource string, raw map[string]any) (Row, bool, error
 	return row, true, err
 }
 
+// selectFrom is "SELECT <every column> FROM <table>". Naming the columns,
+// never *, keeps a connection that prepared a statement before a schema
+// change from reading columns by stale positions.
+func selectFrom(r *Resource) string {
+	cols := r.Columns()
+	names := make([]string, len(cols))
+	for i, f := range cols {
+		names[i] = q(f.Name)
+	}
+	return "SELECT " + strings.Join(names, ", ") + " FROM " + q(r.Name)
+}
+
 // selectRows runs a SELECT on tx and decodes the rows.
 func selectRows(tx *gorm.DB, r *Resource, sql string, args ...any) ([]Row, error) {
 	var raw []map[string]any
@@ -191,7 +203,7 @@ func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDele
 		b.add(q(ColDeletedAt) + " IS NULL")
 	}
 	a.addRowFilters(b)
-	sql := "SELECT * FROM " + q(r.Name) + b.where()
+	sql := selectFrom(r) + b.where()
 	if lock && s.db.Kind == database.Postgres {
 		sql += " FOR UPDATE"
 	}
@@ -249,7 +261,7 @@ func (s *Store) List(ctx context.Context, resource string, params url.Values) (*
 	if lq.After != nil {
 		b.addAfter(lq.Sort, lq.After)
 	}
-	sql := fmt.Sprintf("SELECT * FROM %s%s%s LIMIT %d OFFSET %d", q(r.Name), b.where(), orderBy(lq.Sort), lq.Limit+1, lq.Offset)
+	sql := fmt.Sprintf("%s%s%s LIMIT %d OFFSET %d", selectFrom(r), b.where(), orderBy(lq.Sort), lq.Limit+1, lq.Offset)
 	rows, err := selectRows(db, r, sql, b.args...)
 	if err != nil {
 		return nil, err
@@ -330,7 +342,7 @@ func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource
 				b.add(q(ColDeletedAt) + " IS NULL")
 			}
 			ta.addRowFilters(b)
-			found, err := selectRows(db, target, "SELECT * FROM "+q(target.Name)+b.where(), b.args...)
+			found, err := selectRows(db, target, selectFrom(target)+b.where(), b.args...)
 			if err != nil {
 				return err
 			}
