@@ -216,9 +216,13 @@ func (a *access) project(row Row, fields []string) Row {
 	return out
 }
 
+func (a *access) writable(name string) bool {
+	return a.admin || a.writeFields == nil || a.writeFields[name]
+}
+
 // checkWritable notes a written field outside the role's write fields.
 func (a *access) checkWritable(name string) {
-	if a.admin || a.writeFields == nil || a.writeFields[name] {
+	if a.writable(name) {
 		return
 	}
 	a.denied = append(a.denied, Problem{Field: name, Rule: "permission", Message: "is not writable by this role"})

@@ -324,7 +324,7 @@ func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource
 		f := r.Field(name)
 		target := sc.Resource(f.Relation.Resource)
 		ta, err := s.authorize(ctx, sc, target, ActionRead)
-		if err != nil && !errors.Is(err, models.ErrForbidden) {
+		if err != nil && !errors.Is(err, models.ErrForbidden) && !errors.Is(err, models.ErrUnauthorized) {
 			return err
 		}
 		byID := map[string]Row{}
@@ -542,14 +542,18 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		}
 		probs = append(probs, s.coerceInto(r, a, vals, k, v)...)
 	}
+	// Checks first, so a checked field that PUT leaves out is filled from
+	// the claim rather than reset.
+	probs = append(probs, a.applyChecks(vals)...)
 	if replace {
+		// A full replace resets only what the role may write; fields it may
+		// not write keep their values.
 		for _, f := range r.Fields {
-			if _, ok := vals[f.Name]; !ok {
+			if _, ok := vals[f.Name]; !ok && a.writable(f.Name) {
 				vals[f.Name] = f.Default
 			}
 		}
 	}
-	probs = append(probs, a.applyChecks(vals)...)
 	if err := a.forbidden(); err != nil {
 		return nil, err
 	}
