@@ -261,3 +261,13 @@ func respond(c echo.Context, status int, v any) error {
 	c.Response().WriteHeader(status)
 	return jsonEncode(c.Response(), v)
 }
+
+// Routes lists the method and path pattern of every route, in echo's
+// notation (":param"). The OpenAPI test checks the document against it.
+func (s *Server) Routes() [][2]string {
+	var out [][2]string
+	for _, r := range s.e.Routes() {
+		out = append(out, [2]string{r.Method, r.Path})
+	}
+	return out
+}
