@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,26 +13,61 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/herald-dev/herald/api"
+	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/resources"
 )
 
 const openAPIPath = "../openapi.yaml"
 
-// documentedOperations is every fixed route of api/server.go. Adding a route
-// without documenting it should fail here once it is added to this list.
-var documentedOperations = map[string][]string{
-	"/healthz":             {http.MethodGet},
-	"/readyz":              {http.MethodGet},
-	"/v1/_registry":        {http.MethodGet},
-	"/v1/_registry/import": {http.MethodPost},
-	"/v1/{resource}":       {http.MethodGet, http.MethodPost},
-	"/v1/{resource}/{id}":  {http.MethodDelete, http.MethodGet, http.MethodPatch, http.MethodPut},
+const openAPIAdminKey = "test-admin-key"
+
+// openAPIServer builds a server without a store, with every optional route
+// (/metrics) switched on. verifier may be nil.
+func openAPIServer(t *testing.T, ready func(context.Context) error, verifier api.TokenVerifier) *api.Server {
+	t.Helper()
+	srv, err := api.New(api.Config{
+		AdminKeyHash: sha256.Sum256([]byte(openAPIAdminKey)), MaxBody: 16, Ready: ready,
+		Metrics: prometheus.NewRegistry(), Verifier: verifier,
+	}, nil, nil)
+	if err != nil {
+		t.Fatalf("api.New: %v", err)
+	}
+	return srv
+}
+
+// liveOperations returns the server's routes as OpenAPI path -> sorted
+// methods, leaving out echo's internal routes.
+func liveOperations(srv *api.Server) map[string][]string {
+	ops := map[string][]string{}
+	for _, r := range srv.Routes() {
+		method, path := r[0], r[1]
+		if strings.HasPrefix(method, "echo_") || strings.HasSuffix(path, "/*") || path == "*" {
+			continue
+		}
+		segs := strings.Split(path, "/")
+		for i, seg := range segs {
+			if name, ok := strings.CutPrefix(seg, ":"); ok {
+				segs[i] = "{" + name + "}"
+			}
+		}
+		path = strings.Join(segs, "/")
+		if !slices.Contains(ops[path], method) {
+			ops[path] = append(ops[path], method)
+		}
+	}
+	for path := range ops {
+		slices.Sort(ops[path])
+	}
+	return ops
 }
 
 // loadOpenAPI loads and validates openapi.yaml, failing the test when it is
@@ -60,6 +96,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		t.Errorf("info.description should point to GET /v1/_openapi for per-resource schemas")
 	}
 
+	// The document and the live router must list the same operations.
 	got := map[string][]string{}
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
@@ -67,21 +104,25 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 		}
 		slices.Sort(got[path])
 	}
-	for path, want := range documentedOperations {
+	live := liveOperations(openAPIServer(t, nil, nil))
+	if len(live) == 0 {
+		t.Fatal("Server.Routes lists no routes")
+	}
+	for path, want := range live {
 		if !slices.Equal(got[path], want) {
-			t.Errorf("path %s: operations %v, want %v", path, got[path], want)
+			t.Errorf("path %s: documented operations %v, served %v", path, got[path], want)
 		}
 	}
-	for path := range got {
-		if _, ok := documentedOperations[path]; !ok {
-			t.Errorf("path %s is documented but not in documentedOperations; is it served?", path)
+	for path, methods := range got {
+		if _, ok := live[path]; !ok {
+			t.Errorf("path %s %v is documented but not served", path, methods)
 		}
 	}
 }
 
 // TestOpenAPIResponsesCarryRequestIDAndProblems checks two promises that hold
-// for every route: each answer has X-Request-ID, and each error answer is
-// application/problem+json.
+// for every route: each answer has X-Request-ID and X-Correlation-ID, and
+// each error answer is application/problem+json.
 func TestOpenAPIResponsesCarryRequestIDAndProblems(t *testing.T) {
 	t.Parallel()
 	doc := loadOpenAPI(t)
@@ -100,6 +141,9 @@ func TestOpenAPIResponsesCarryRequestIDAndProblems(t *testing.T) {
 				resp := ref.Value
 				if resp.Headers["X-Request-ID"] == nil {
 					t.Errorf("%s: no X-Request-ID header", where)
+				}
+				if resp.Headers["X-Correlation-ID"] == nil {
+					t.Errorf("%s: no X-Correlation-ID header", where)
 				}
 				if status != "default" && status < "400" {
 					continue
@@ -135,6 +179,31 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		"expand": map[string]any{"customer_id": nil},
 	}
 
+	// Events as the audit API and history answer them: a create not yet
+	// dispatched, a dispatched update with a full trace context, and a
+	// delete as a reader's history shows it (userId null, fields dropped).
+	at := time.Date(2026, 11, 22, 10, 15, 30, 123456000, time.UTC)
+	dispatched := at.Add(1525 * time.Microsecond)
+	eventNext := "1042"
+	created := events.Event{ID: 1041, EventID: id, EventType: "customers.created", ResourceName: "customers",
+		ResourceID: id, CreatedAt: at,
+		Data: events.Data{New: map[string]any{"id": id, "name": "Ada"}, Changes: events.Changes{
+			Added: []string{"id", "name"}, Updated: []string{}, Removed: []string{}}},
+		SessionVariables: map[string]any{"role": "admin", "ip": "203.0.113.9", "userAgent": "curl/8.5"},
+		TraceContext:     events.TraceContext{RequestID: id, CorrelationID: id}}
+	updated := events.Event{ID: 1042, EventID: id, EventType: "customers.updated", ResourceName: "customers",
+		ResourceID: id, CreatedAt: at, DispatchedAt: &dispatched,
+		Data: events.Data{Old: map[string]any{"id": id, "name": "Ada"}, New: map[string]any{"id": id, "name": "Ada King"},
+			Changes: events.Changes{Added: []string{}, Updated: []string{"name"}, Removed: []string{}}},
+		SessionVariables: map[string]any{"userId": "u-1", "role": "user", "tenant": 7},
+		TraceContext: events.TraceContext{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", SpanID: "00f067aa0ba902b7",
+			ParentSpanID: "b7ad6b7169203331", RequestID: id, CorrelationID: "c-1"}}
+	deleted := events.Event{ID: 9_007_199_254_740_993, EventID: id, EventType: "customers.deleted", ResourceName: "customers",
+		ResourceID: id, CreatedAt: at, DispatchedAt: &dispatched,
+		Data: events.Data{Old: map[string]any{"name": "Ada King"}, Changes: events.Changes{
+			Added: []string{}, Updated: []string{}, Removed: []string{"name"}}},
+		SessionVariables: map[string]any{"userId": nil, "role": "admin"}}
+
 	cases := []struct {
 		schema string
 		value  any
@@ -150,6 +219,11 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"RecordList", &resources.ListResult{Data: []resources.Row{}, Meta: resources.ListMeta{Limit: 50}}},
 		{"Record", row},
 		{"RecordBatch", map[string]any{"data": []resources.Row{row}}},
+		{"Event", created},
+		{"Event", updated},
+		{"Event", deleted},
+		{"EventPage", &events.Page{Data: []events.Event{created, updated, deleted}, Meta: events.PageMeta{Next: &eventNext}}},
+		{"EventPage", &events.Page{Data: []events.Event{}}},
 		{"Problem", &api.Problem{Type: "https://herald.dev/problems/validation", Title: "Invalid record",
 			Status: 422, Detail: "one or more fields are invalid", Instance: "/v1/customers", RequestID: id,
 			Errors: []resources.Problem{{Field: "email", Rule: "email", Message: "must be an email address"}}}},
@@ -188,16 +262,9 @@ func TestOpenAPILiveResponses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("router: %v", err)
 	}
-	const adminKey = "test-admin-key"
-	newServer := func(ready func(context.Context) error) http.Handler {
-		srv, err := api.New(api.Config{AdminKeyHash: sha256.Sum256([]byte(adminKey)), MaxBody: 16, Ready: ready}, nil, nil)
-		if err != nil {
-			t.Fatalf("api.New: %v", err)
-		}
-		return srv
-	}
-	ready := newServer(nil)
-	notReady := newServer(func(context.Context) error { return errors.New("database down") })
+	const adminKey = openAPIAdminKey
+	ready := openAPIServer(t, nil, openAPIVerifier{})
+	notReady := openAPIServer(t, func(context.Context) error { return errors.New("database down") }, nil)
 
 	cases := []struct {
 		name   string
@@ -216,6 +283,14 @@ func TestOpenAPILiveResponses(t *testing.T) {
 		{"list with bad token", ready, http.MethodGet, "/v1/customers", "Bearer nope", "", "", http.StatusUnauthorized},
 		{"import too large", ready, http.MethodPost, "/v1/_registry/import", "Bearer " + adminKey,
 			"application/yaml", "resources: [{name: customers, fields: []}]", http.StatusRequestEntityTooLarge},
+		{"metrics", ready, http.MethodGet, "/metrics", "", "", "", http.StatusOK},
+		{"list with keys unavailable", ready, http.MethodGet, "/v1/customers", "Bearer keys-down", "", "", http.StatusServiceUnavailable},
+		{"events without key", ready, http.MethodGet, "/v1/_events", "", "", "", http.StatusUnauthorized},
+		{"events as a user", ready, http.MethodGet, "/v1/_events?type=created", "Bearer user", "", "", http.StatusForbidden},
+		{"events with bad limit", ready, http.MethodGet, "/v1/_events?limit=1001", "Bearer " + adminKey, "", "", http.StatusBadRequest},
+		{"events with bad since", ready, http.MethodGet, "/v1/_events?since=yesterday", "Bearer " + adminKey, "", "", http.StatusBadRequest},
+		{"event as a user", ready, http.MethodGet, "/v1/_events/0192f7a4-6b1e-7c3a-9d7e-2f9a1c0b5e11", "Bearer user", "", "", http.StatusForbidden},
+		{"history with bad token", ready, http.MethodGet, "/v1/customers/0192f7a4-6b1e-7c3a-9d7e-2f9a1c0b5e11/history", "Bearer nope", "", "", http.StatusUnauthorized},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,6 +313,10 @@ func TestOpenAPILiveResponses(t *testing.T) {
 			if err != nil {
 				t.Fatalf("find route: %v", err)
 			}
+			// Fixed paths (/v1/_events...) must not be taken for resources.
+			if strings.HasPrefix(tc.path, "/v1/_") && strings.Contains(route.Path, "{resource}") {
+				t.Fatalf("%s matched %s", tc.path, route.Path)
+			}
 			in := &openapi3filter.ResponseValidationInput{
 				RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
 				Status:                 res.StatusCode,
@@ -250,4 +329,18 @@ func TestOpenAPILiveResponses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// openAPIVerifier accepts the token "user" as role user, fails "keys-down"
+// as a JWKS outage, and rejects anything else.
+type openAPIVerifier struct{}
+
+func (openAPIVerifier) Verify(_ context.Context, token string) (*auth.Principal, error) {
+	switch token {
+	case "user":
+		return &auth.Principal{UserID: "u-1", Role: "user"}, nil
+	case "keys-down":
+		return nil, fmt.Errorf("jwks: %w", auth.ErrKeysUnavailable)
+	}
+	return nil, errors.New("invalid token")
 }
