@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -60,11 +59,7 @@ func (s *Server) requestInfoMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		req := c.Request()
 		ctx := req.Context()
 		reqID := requestID(c)
-		corr := req.Header.Get(headerCorrelationID)
-		if corr == "" || len(corr) > 200 || strings.ContainsAny(corr, "\r\n") {
-			corr = reqID
-		}
-		c.Response().Header().Set(headerCorrelationID, corr)
+		corr, _ := c.Get("correlationId").(string)
 
 		p := auth.FromContext(ctx)
 		sess := map[string]any{"role": p.Role, "ip": c.RealIP(), "userAgent": req.UserAgent()}

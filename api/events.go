@@ -59,7 +59,13 @@ func (s *Server) history(c echo.Context) error {
 			e.Data.Old, e.Data.New = view.Project(e.Data.Old), view.Project(e.Data.New)
 			e.Data.Changes = events.Changes{
 				Added: view.Fields(e.Data.Changes.Added), Updated: view.Fields(e.Data.Changes.Updated), Removed: view.Fields(e.Data.Changes.Removed)}
-			e.SessionVariables = map[string]any{"userId": e.SessionVariables["userId"], "role": e.SessionVariables["role"]}
+			who := map[string]any{}
+			for _, k := range []string{"userId", "role"} {
+				if v, ok := e.SessionVariables[k]; ok {
+					who[k] = v
+				}
+			}
+			e.SessionVariables = who
 		}
 	}
 	return respond(c, http.StatusOK, page)

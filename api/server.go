@@ -161,6 +161,12 @@ func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		c.Response().Header().Set(headerRequestID, id)
 		c.Set("requestId", id)
+		corr := c.Request().Header.Get(headerCorrelationID)
+		if corr == "" || len(corr) > 200 || strings.ContainsAny(corr, "\r\n") {
+			corr = id
+		}
+		c.Response().Header().Set(headerCorrelationID, corr)
+		c.Set("correlationId", corr)
 		ctx := context.WithValue(c.Request().Context(), requestIDKey{}, id)
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
@@ -177,6 +183,9 @@ func requestID(c echo.Context) string {
 // else is 401.
 func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if unauthenticated[c.Path()] {
+			return next(c)
+		}
 		p := &auth.Principal{Role: auth.RolePublic}
 		if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
 			token, ok := strings.CutPrefix(h, "Bearer ")
@@ -204,6 +213,10 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// unauthenticated are the routes that ignore credentials: probes and
+// metrics answer whatever Authorization header a scraper sends.
+var unauthenticated = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
 
 // requireAdmin guards the admin API.
 func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
