@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,6 +43,7 @@ type options struct {
 	warmup      time.Duration
 	ops         []op
 	variants    []variant
+	cpuProfile  string
 	seed        int
 	maxRequests int
 	sqliteSync  string
@@ -64,6 +66,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	opts, err := parseFlags(args, os.Getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if opts.cpuProfile != "" {
+		f, err := os.Create(opts.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	env := describeEnv(opts)
 	fmt.Fprint(stdout, env.header())
@@ -115,6 +128,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	maxRequests := fs.Int("max-requests", 2_000_000, "cap on requests per measurement (bounds memory for latencies)")
 	sqliteSync := fs.String("sqlite-sync", "NORMAL", "SQLite synchronous setting: NORMAL or FULL")
 	jsonOut := fs.Bool("json", false, "also print each result as a JSON line after the table")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (Herald and load) to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures Herald's HTTP throughput over loopback.\n\n")
 		fs.PrintDefaults()
@@ -202,6 +216,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	if o.sqliteSync != "NORMAL" && o.sqliteSync != "FULL" {
 		return o, fmt.Errorf("-sqlite-sync %q: want NORMAL or FULL", *sqliteSync)
 	}
+	o.cpuProfile = *cpuProfile
 	return o, nil
 }
 

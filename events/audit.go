@@ -76,7 +76,7 @@ func ParseQuery(v url.Values) (Query, error) {
 
 // List answers the events matching q, oldest first.
 func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
-	tx := a.db.WithContext(ctx).Model(&models.Event{})
+	tx := withDispatchedAt(a.db.WithContext(ctx))
 	if q.Resource != "" {
 		tx = tx.Where("resource_name = ?", q.Resource)
 	}
@@ -108,7 +108,7 @@ func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
 // Get returns one event by its eventId.
 func (a *Audit) Get(ctx context.Context, eventID string) (*Event, error) {
 	var rows []models.Event
-	if err := a.db.WithContext(ctx).Where("event_id = ?", eventID).Limit(1).Find(&rows).Error; err != nil {
+	if err := withDispatchedAt(a.db.WithContext(ctx)).Where("event_id = ?", eventID).Limit(1).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("events: get: %w", err)
 	}
 	if len(rows) == 0 {
@@ -124,11 +124,18 @@ func (a *Audit) History(ctx context.Context, resource, id string, before int64, 
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	tx := a.db.WithContext(ctx).Model(&models.Event{}).Where("resource_name = ? AND resource_id = ?", resource, id)
+	tx := withDispatchedAt(a.db.WithContext(ctx)).Where("resource_name = ? AND resource_id = ?", resource, id)
 	if before > 0 {
 		tx = tx.Where("id < ?", before)
 	}
 	return page(tx.Order("id DESC"), limit)
+}
+
+// withDispatchedAt selects events with their dispatch time: that of the
+// first watermark step at or past the event's id (a primary-key seek).
+func withDispatchedAt(tx *gorm.DB) *gorm.DB {
+	return tx.Model(&models.Event{}).Select("herald_events.*, " +
+		"(SELECT d.dispatched_at FROM herald_dispatches d WHERE d.id >= herald_events.id ORDER BY d.id LIMIT 1) AS dispatched_at")
 }
 
 func page(tx *gorm.DB, limit int) (*Page, error) {

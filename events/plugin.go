@@ -234,10 +234,7 @@ func LockPositions(tx *gorm.DB) error {
 
 // Migrate creates the event tables and indexes and the position counter.
 func Migrate(db *gorm.DB, dialect Dialect) error {
-	if err := db.AutoMigrate(&models.Event{}, &models.EventSeq{}); err != nil {
-		return fmt.Errorf("events: migrate: %w", err)
-	}
-	if err := db.Exec("CREATE INDEX IF NOT EXISTS herald_events_undispatched_idx ON herald_events (id) WHERE dispatched_at IS NULL").Error; err != nil {
+	if err := db.AutoMigrate(&models.Event{}, &models.EventSeq{}, &models.Dispatch{}); err != nil {
 		return fmt.Errorf("events: migrate: %w", err)
 	}
 	if dialect == Postgres {

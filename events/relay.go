@@ -172,6 +172,15 @@ func (r *Relay) drain(ctx context.Context) (err error) {
 	return nil
 }
 
+// watermark is the id up to which events are dispatched.
+func watermark(tx *gorm.DB) (int64, error) {
+	var mark int64
+	if err := tx.Raw("SELECT COALESCE(MAX(id), 0) FROM herald_dispatches").Scan(&mark).Error; err != nil {
+		return 0, fmt.Errorf("events: read watermark: %w", err)
+	}
+	return mark, nil
+}
+
 // errNotLeader means another instance holds the relay lock.
 var errNotLeader = errors.New("events: another instance is relaying")
 
@@ -197,8 +206,12 @@ func (r *Relay) DispatchOnce(ctx context.Context) (int, error) {
 				return errNotLeader
 			}
 		}
+		mark, err := watermark(tx)
+		if err != nil {
+			return err
+		}
 		var rows []models.Event
-		sel := tx.Where("dispatched_at IS NULL").Order("id").Limit(r.cfg.BatchSize)
+		sel := tx.Where("id > ?", mark).Order("id").Limit(r.cfg.BatchSize)
 		if len(r.consumers) == 0 {
 			// Nobody reads the payloads: the metrics need only these.
 			sel = sel.Select("id", "event_type", "created_at")
@@ -232,7 +245,7 @@ func (r *Relay) DispatchOnce(ctx context.Context) (int, error) {
 				return fmt.Errorf("events: consumer: %w", err)
 			}
 		}
-		if err := tx.Model(&models.Event{}).Where("id IN ?", ids).Update("dispatched_at", now).Error; err != nil {
+		if err := tx.Create(&models.Dispatch{ID: ids[len(ids)-1], DispatchedAt: now}).Error; err != nil {
 			return fmt.Errorf("events: mark dispatched: %w", err)
 		}
 		n = len(batch)
@@ -252,8 +265,12 @@ func (r *Relay) observeLag(ctx context.Context) error {
 	}
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
+	mark, err := watermark(r.db.WithContext(qctx))
+	if err != nil {
+		return err
+	}
 	var oldest []models.Event
-	if err := r.db.WithContext(qctx).Select("id", "created_at").Where("dispatched_at IS NULL").
+	if err := r.db.WithContext(qctx).Select("id", "created_at").Where("id > ?", mark).
 		Order("id").Limit(1).Find(&oldest).Error; err != nil {
 		return fmt.Errorf("events: outbox lag: %w", err)
 	}

@@ -103,12 +103,21 @@ func (r *Retention) Sweep(ctx context.Context) (int64, error) {
 	var total int64
 	for {
 		res := r.db.WithContext(ctx).Exec(`DELETE FROM herald_events WHERE id IN (
-  SELECT id FROM herald_events WHERE created_at < ? AND dispatched_at IS NOT NULL ORDER BY id LIMIT ?)`, cutoff, r.cfg.BatchSize)
+  SELECT id FROM herald_events WHERE created_at < ?
+    AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?)`, cutoff, r.cfg.BatchSize)
 		if res.Error != nil {
 			return total, fmt.Errorf("events: retention: %w", res.Error)
 		}
 		total += res.RowsAffected
 		if res.RowsAffected < int64(r.cfg.BatchSize) {
+			// Watermark steps below the oldest kept event say nothing any
+			// more; the newest step always stays.
+			err := r.db.WithContext(ctx).Exec(`DELETE FROM herald_dispatches
+  WHERE id < (SELECT COALESCE(MIN(id), 0) FROM herald_events)
+    AND id < (SELECT MAX(id) FROM herald_dispatches)`).Error
+			if err != nil {
+				return total, fmt.Errorf("events: retention: %w", err)
+			}
 			return total, nil
 		}
 		select {

@@ -54,7 +54,9 @@ type Event struct {
 	ResourceID       string    `gorm:"not null;index:herald_events_resource_idx,priority:2"`
 	UserID           string    `gorm:"index:herald_events_user_idx,priority:1"`
 	CreatedAt        time.Time `gorm:"not null;index:herald_events_created_idx"`
-	DispatchedAt     *time.Time
+	// DispatchedAt is not stored per event: it is read from the dispatch
+	// watermark (see Dispatch).
+	DispatchedAt     *time.Time `gorm:"->;-:migration"`
 	Data             string `gorm:"not null"` // JSON {"old","new","changes"}
 	SessionVariables string `gorm:"not null"` // JSON object
 	TraceContext     string `gorm:"not null"` // JSON object
@@ -62,6 +64,18 @@ type Event struct {
 
 // TableName pins the table name.
 func (Event) TableName() string { return "herald_events" }
+
+// Dispatch is one step of the relay's watermark: every event with an id up
+// to ID was handed to the consumers at DispatchedAt. Positions are in
+// commit order and the relay dispatches in position order, so one row per
+// relay batch replaces an update of every event row.
+type Dispatch struct {
+	ID           int64     `gorm:"primaryKey;autoIncrement:false"`
+	DispatchedAt time.Time `gorm:"not null"`
+}
+
+// TableName pins the table name.
+func (Dispatch) TableName() string { return "herald_dispatches" }
 
 // EventSeq is PostgreSQL's single counter row of event positions.
 type EventSeq struct {
