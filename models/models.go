@@ -47,19 +47,19 @@ var ErrUnauthorized = errors.New("unauthorized")
 // PostgreSQL taken from EventSeq inside the writing transaction, whose row
 // lock is held to commit, so positions are handed out in commit order.
 type Event struct {
-	ID               int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
-	EventID          string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
-	EventType        string    `gorm:"not null;index:herald_events_type_idx,priority:1"`
-	ResourceName     string    `gorm:"not null;index:herald_events_resource_idx,priority:1"`
-	ResourceID       string    `gorm:"not null;index:herald_events_resource_idx,priority:2"`
-	UserID           string    `gorm:"index:herald_events_user_idx,priority:1"`
-	CreatedAt        time.Time `gorm:"not null;index:herald_events_created_idx"`
+	ID           int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
+	EventID      string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
+	EventType    string    `gorm:"not null;index:herald_events_type_idx,priority:1"`
+	ResourceName string    `gorm:"not null;index:herald_events_resource_idx,priority:1"`
+	ResourceID   string    `gorm:"not null;index:herald_events_resource_idx,priority:2"`
+	UserID       string    `gorm:"index:herald_events_user_idx,priority:1"`
+	CreatedAt    time.Time `gorm:"not null;index:herald_events_created_idx"`
 	// DispatchedAt is not stored per event: it is read from the dispatch
 	// watermark (see Dispatch).
 	DispatchedAt     *time.Time `gorm:"->;-:migration"`
-	Data             string `gorm:"not null"` // JSON {"old","new","changes"}
-	SessionVariables string `gorm:"not null"` // JSON object
-	TraceContext     string `gorm:"not null"` // JSON object
+	Data             string     `gorm:"not null"` // JSON {"old","new","changes"}
+	SessionVariables string     `gorm:"not null"` // JSON object
+	TraceContext     string     `gorm:"not null"` // JSON object
 }
 
 // TableName pins the table name.
