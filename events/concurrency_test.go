@@ -63,6 +63,7 @@ func TestConcurrentWritersAndTailingReader(t *testing.T) {
 			for w := range writers {
 				wg.Go(func() { outcomes[w] = write(t, client, bases[w%len(bases)], w, creates) })
 			}
+			defer wg.Wait() // if the reader fails, the writers still end before the test
 			writersDone := make(chan struct{})
 			go func() { wg.Wait(); close(writersDone) }()
 

@@ -568,49 +568,49 @@ func TestAuditQueries(t *testing.T) {
 			}
 			ada := r.vars["ada"]
 
-			const likeBug = "BUG: the short type filter goes to LIKE '%.'+type unescaped (events/audit.go List), " +
-				"so _ and % are wildcards: type=cr_ated finds created events, type=% finds everything"
 			for _, c := range []struct {
 				name  string
 				query url.Values
 				want  []events.Event
-				bug   string // when set, a known bug: the case is skipped with this message
 			}{
-				{"no filter", url.Values{}, all, ""},
-				{"resource", url.Values{"resource": {"authors"}}, e(1, 2, 3), ""},
-				{"other resource", url.Values{"resource": {"posts"}}, e(4, 5), ""},
-				{"unknown resource", url.Values{"resource": {"nope"}}, e(), ""},
-				{"full type", url.Values{"type": {"authors.created"}}, e(1, 2), ""},
-				{"short type", url.Values{"type": {"created"}}, e(1, 2, 4, 6), ""},
-				{"short type deleted", url.Values{"type": {"deleted"}}, e(5), ""},
-				{"short type updated", url.Values{"type": {"updated"}}, e(3), ""},
-				{"type matches whole words", url.Values{"type": {"ated"}}, e(), ""},
-				{"type with _ is literal", url.Values{"type": {"cr_ated"}}, e(), likeBug},
-				{"type with % is literal", url.Values{"type": {"%"}}, e(), likeBug},
-				{"full type with _ is literal", url.Values{"type": {"authors_created"}}, e(), ""},
-				{"resourceId spans resources", url.Values{"resourceId": {ada}}, e(1, 3, 6), ""},
-				{"resource and resourceId", url.Values{"resource": {"authors"}, "resourceId": {ada}}, e(1, 3), ""},
-				{"resource and short type", url.Values{"resource": {"authors"}, "type": {"created"}}, e(1, 2), ""},
-				{"userId", url.Values{"userId": {"nobody"}}, e(), ""},
-				{"after", url.Values{"after": {id(2)}}, e(3, 4, 5, 6), ""},
-				{"after zero", url.Values{"after": {"0"}}, all, ""},
-				{"after the last", url.Values{"after": {id(6)}}, e(), ""},
-				{"after and type", url.Values{"after": {id(1)}, "type": {"created"}}, e(2, 4, 6), ""},
-				{"since is inclusive", url.Values{"since": {at(3)}}, e(3, 4, 5, 6), ""},
-				{"until is exclusive", url.Values{"until": {at(3)}}, e(1, 2), ""},
-				{"since and until", url.Values{"since": {at(2)}, "until": {at(4)}}, e(2, 3), ""},
-				{"since in another zone", url.Values{"since": {all[2].CreatedAt.In(time.FixedZone("", 2*3600)).Format(time.RFC3339Nano)}}, e(3, 4, 5, 6), ""},
-				{"since in the future", url.Values{"since": {time.Now().Add(time.Hour).Format(time.RFC3339)}}, e(), ""},
-				{"limit", url.Values{"limit": {"2"}}, e(1, 2), ""},
+				{"no filter", url.Values{}, all},
+				{"resource", url.Values{"resource": {"authors"}}, e(1, 2, 3)},
+				{"other resource", url.Values{"resource": {"posts"}}, e(4, 5)},
+				{"unknown resource", url.Values{"resource": {"nope"}}, e()},
+				{"full type", url.Values{"type": {"authors.created"}}, e(1, 2)},
+				{"short type", url.Values{"type": {"created"}}, e(1, 2, 4, 6)},
+				{"short type deleted", url.Values{"type": {"deleted"}}, e(5)},
+				{"short type updated", url.Values{"type": {"updated"}}, e(3)},
+				{"type matches whole words", url.Values{"type": {"ated"}}, e()},
+				{"full type with _ is literal", url.Values{"type": {"authors_created"}}, e()},
+				{"resourceId spans resources", url.Values{"resourceId": {ada}}, e(1, 3, 6)},
+				{"resource and resourceId", url.Values{"resource": {"authors"}, "resourceId": {ada}}, e(1, 3)},
+				{"resource and short type", url.Values{"resource": {"authors"}, "type": {"created"}}, e(1, 2)},
+				{"userId", url.Values{"userId": {"nobody"}}, e()},
+				{"after", url.Values{"after": {id(2)}}, e(3, 4, 5, 6)},
+				{"after zero", url.Values{"after": {"0"}}, all},
+				{"after the last", url.Values{"after": {id(6)}}, e()},
+				{"after and type", url.Values{"after": {id(1)}, "type": {"created"}}, e(2, 4, 6)},
+				{"since is inclusive", url.Values{"since": {at(3)}}, e(3, 4, 5, 6)},
+				{"until is exclusive", url.Values{"until": {at(3)}}, e(1, 2)},
+				{"since and until", url.Values{"since": {at(2)}, "until": {at(4)}}, e(2, 3)},
+				{"since in another zone", url.Values{"since": {all[2].CreatedAt.In(time.FixedZone("", 2*3600)).Format(time.RFC3339Nano)}}, e(3, 4, 5, 6)},
+				{"since in the future", url.Values{"since": {time.Now().Add(time.Hour).Format(time.RFC3339)}}, e()},
+				{"limit", url.Values{"limit": {"2"}}, e(1, 2)},
 			} {
 				t.Run(c.name, func(t *testing.T) {
-					if c.bug != "" {
-						t.Skip(c.bug)
-					}
 					got := auditPage(t, env, c.query).Events
 					require.Equal(t, ids(c.want), ids(got))
 				})
 			}
+
+			t.Run("short type is a literal, not a pattern", func(t *testing.T) {
+				t.Skip("BUG: the short type filter goes to LIKE '%.'+type unescaped (events/audit.go List), " +
+					"so _ and % are wildcards: type=cr_ated finds every created event, type=% finds everything")
+				for _, typ := range []string{"cr_ated", "%", "_"} {
+					require.Empty(t, auditPage(t, env, url.Values{"type": {typ}}).Events, "type=%s", typ)
+				}
+			})
 
 			t.Run("paging with limit and meta.next", func(t *testing.T) {
 				for _, q := range []url.Values{{}, {"type": {"created"}}, {"resource": {"authors"}}} {
