@@ -84,7 +84,7 @@ func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
 		if strings.Contains(q.Type, ".") {
 			tx = tx.Where("event_type = ?", q.Type)
 		} else {
-			tx = tx.Where("event_type LIKE ?", "%."+q.Type)
+			tx = tx.Where("event_type = resource_name || '.' || ?", q.Type) // a literal, never a pattern
 		}
 	}
 	if q.ResourceID != "" {
