@@ -104,8 +104,14 @@ func (a *App) init(ctx context.Context) error {
 	a.relay = events.NewRelay(events.RelayConfig{Dialect: dialect, Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Write)
 	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log}, a.db.Write)
 	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: a.relay.Notify}
-	if !a.cfg.DisableEvents && dialect == events.Postgres {
-		storeCfg.BeginTx = events.LockPositions
+	if dialect == events.Postgres {
+		storeCfg.Writers = postgresWriters
+	}
+	if !a.cfg.DisableEvents {
+		storeCfg.TxHook = func(tx *gorm.DB) (*gorm.DB, func() error) {
+			run, buf := events.Buffered(tx, dialect)
+			return run, func() error { return buf.Flush(run) }
+		}
 	}
 	a.store = resources.NewStore(storeCfg, a.db)
 	if !a.cfg.DisableEvents {
@@ -149,6 +155,11 @@ func (a *App) init(ctx context.Context) error {
 	a.retention.Start()
 	return nil
 }
+
+// postgresWriters is how many write transactions run at once on
+// PostgreSQL. They overlap everything but the event flush and the commit,
+// which the position lock serialises.
+const postgresWriters = 4
 
 // bootstrapLockKey serialises the creation of Herald's own tables between
 // instances starting together on one PostgreSQL ("hboot"). It differs from

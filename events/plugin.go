@@ -201,35 +201,105 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 	}
 	sessJSON, _ := json.Marshal(info.SessionVariables)
 	traceJSON, _ := json.Marshal(info.Trace)
-	args := []any{uuid.Must(uuid.NewV7()).String(), table + "." + op, table, id, userID,
+	ev := pendingEvent{uuid.Must(uuid.NewV7()).String(), table + "." + op, table, id, userID,
 		p.now().UTC().Truncate(time.Microsecond), string(dataJSON), string(sessJSON), string(traceJSON)}
-	tx := db.Session(&gorm.Session{NewDB: true, SkipHooks: true})
-	var sql string
-	if p.dialect == Postgres {
-		sql = `WITH s AS (UPDATE herald_event_seq SET last = last + 1 WHERE id = 1 RETURNING last)
-INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
-SELECT s.last, ?, ?, ?, ?, ?, ?::timestamptz, ?, ?, ? FROM s`
-	} else {
-		args[5] = args[5].(time.Time).Format("2006-01-02 15:04:05.999999-07:00")
-		sql = `INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	}
-	res := tx.Exec(sql, args...)
-	if res.Error != nil {
-		_ = db.AddError(fmt.Errorf("events: record %s: %w", table, res.Error))
+	if v, ok := db.Get(bufferKey); ok {
+		buf := v.(*Buffer)
+		buf.events = append(buf.events, ev)
 		return
 	}
-	if res.RowsAffected != 1 {
-		_ = db.AddError(fmt.Errorf("events: record %s: the position counter is missing", table))
+	if err := insertEvents(db.Session(&gorm.Session{NewDB: true, SkipHooks: true}), p.dialect, []pendingEvent{ev}); err != nil {
+		_ = db.AddError(err)
 	}
 }
 
-// LockPositions takes the position counter's row lock at the start of a
-// PostgreSQL write transaction. Taking it first, before any resource row,
-// means transactions never wait for each other in opposite orders
-// (no deadlocks); the plugin would take it at the first event anyway.
-func LockPositions(tx *gorm.DB) error {
-	return tx.Exec("SELECT last FROM herald_event_seq WHERE id = 1 FOR UPDATE").Error
+// pendingEvent is an event row waiting for its position.
+type pendingEvent struct {
+	eventID, eventType, resource, resourceID, userID string
+	createdAt                                        time.Time
+	data, session, trace                             string
+}
+
+// maxInsertRows bounds one multi-row INSERT (9 parameters a row, well
+// under both engines' parameter limits).
+const maxInsertRows = 2000
+
+// insertEvents writes events in order, in as few statements as it can. On
+// PostgreSQL each statement takes its positions from the counter row, whose
+// lock is then held until the transaction ends: positions are handed out in
+// commit order.
+func insertEvents(tx *gorm.DB, dialect Dialect, evs []pendingEvent) error {
+	for len(evs) > 0 {
+		chunk := evs[:min(len(evs), maxInsertRows)]
+		evs = evs[len(chunk):]
+		var sql strings.Builder
+		args := make([]any, 0, len(chunk)*9+2)
+		if dialect == Postgres {
+			args = append(args, len(chunk), len(chunk))
+			sql.WriteString(`WITH s AS (UPDATE herald_event_seq SET last = last + ? WHERE id = 1 RETURNING last)
+INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
+SELECT s.last - ? + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
+FROM s, (VALUES `)
+			for i, e := range chunk {
+				if i > 0 {
+					sql.WriteString(", ")
+				}
+				sql.WriteString("(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text)")
+				args = append(args, i+1, e.eventID, e.eventType, e.resource, e.resourceID, e.userID, e.createdAt, e.data, e.session, e.trace)
+			}
+			sql.WriteString(") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)")
+		} else {
+			sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
+			for i, e := range chunk {
+				if i > 0 {
+					sql.WriteString(", ")
+				}
+				sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+				args = append(args, e.eventID, e.eventType, e.resource, e.resourceID, e.userID,
+					e.createdAt.Format("2006-01-02 15:04:05.999999-07:00"), e.data, e.session, e.trace)
+			}
+		}
+		res := tx.Exec(sql.String(), args...)
+		if res.Error != nil {
+			return fmt.Errorf("events: record: %w", res.Error)
+		}
+		if res.RowsAffected != int64(len(chunk)) {
+			return fmt.Errorf("events: record: the position counter is missing")
+		}
+	}
+	return nil
+}
+
+const bufferKey = "herald:events_buffer"
+
+// Buffer holds the events of one write transaction until just before it
+// commits. Deferring the inserts to one statement at the end means, on
+// PostgreSQL, that the position lock is held only from that statement to
+// the commit, so write transactions overlap in everything but their
+// commits; and it turns many single-row inserts into one.
+type Buffer struct {
+	dialect Dialect
+	events  []pendingEvent
+}
+
+// Buffered returns tx with a fresh buffer: the plugin appends the events of
+// every statement run on tx (or on sessions made from it) to the buffer
+// instead of inserting them. The caller must Flush before committing;
+// without a buffer the plugin inserts each event at once.
+func Buffered(tx *gorm.DB, dialect Dialect) (*gorm.DB, *Buffer) {
+	buf := &Buffer{dialect: dialect}
+	return tx.Set(bufferKey, buf), buf
+}
+
+// Flush inserts the buffered events on tx, in order, and empties the
+// buffer. Call it last before commit.
+func (b *Buffer) Flush(tx *gorm.DB) error {
+	if len(b.events) == 0 {
+		return nil
+	}
+	err := insertEvents(tx.Session(&gorm.Session{NewDB: true, SkipHooks: true}), b.dialect, b.events)
+	b.events = nil
+	return err
 }
 
 // Migrate creates the event tables and indexes and the position counter.

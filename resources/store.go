@@ -40,10 +40,12 @@ type StoreConfig struct {
 	// OnCommit is called after every committed write transaction (the
 	// outbox relay's wake-up). Optional; must not block.
 	OnCommit func()
-	// BeginTx runs first in every write transaction (PostgreSQL takes the
-	// event position lock there, so transactions queue in one order).
-	// Optional.
-	BeginTx func(tx *gorm.DB) error
+	// Writers is how many write transactions run at once. Default 1: SQLite
+	// has one writer connection anyway. PostgreSQL overlaps transactions'
+	// work with other transactions' commits when it is larger.
+	Writers int
+	// TxHook wraps every write transaction (the event buffer). Optional.
+	TxHook TxHook
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; defaults to time.Now.
@@ -64,6 +66,9 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 64
 	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 1
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -72,7 +77,7 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	}
 	s := &Store{db: db, cfg: cfg, check: validator.New()}
 	s.schema.Store(&Schema{})
-	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.BeginTx, cfg.OnCommit, cfg.Logger)
+	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.TxHook, cfg.OnCommit, cfg.Logger)
 	return s
 }
 

@@ -34,7 +34,8 @@ type writeOp struct {
 type writer struct {
 	db       *gorm.DB
 	maxBatch int
-	begin    func(tx *gorm.DB) error
+	loops    int
+	hook     TxHook
 	onCommit func()
 	log      *slog.Logger
 
@@ -45,8 +46,13 @@ type writer struct {
 	started  bool
 }
 
-func newWriter(db *gorm.DB, maxBatch int, begin func(*gorm.DB) error, onCommit func(), log *slog.Logger) *writer {
-	return &writer{db: db, maxBatch: maxBatch, begin: begin, onCommit: onCommit, log: log,
+// TxHook wraps every write transaction: it may return a derived handle
+// for the ops to run on, and a function to run last before COMMIT (the
+// events package buffers events on the handle and flushes them there).
+type TxHook func(tx *gorm.DB) (wrapped *gorm.DB, beforeCommit func() error)
+
+func newWriter(db *gorm.DB, maxBatch, loops int, hook TxHook, onCommit func(), log *slog.Logger) *writer {
+	return &writer{db: db, maxBatch: maxBatch, loops: loops, hook: hook, onCommit: onCommit, log: log,
 		ops: make(chan *writeOp, 4*maxBatch)}
 }
 
@@ -59,8 +65,10 @@ func (w *writer) start() {
 	}
 	w.started = true
 	w.stopping = make(chan struct{})
-	w.wg.Add(1)
-	go w.loop(w.stopping)
+	for range w.loops {
+		w.wg.Add(1)
+		go w.loop(w.stopping)
+	}
 }
 
 // stop finishes queued ops and waits for the loop; safe to call twice.
@@ -188,20 +196,22 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 	if tx.Error != nil {
 		return -1, fmt.Errorf("resources: begin: %w", tx.Error)
 	}
-	if w.begin != nil {
-		if err := w.begin(tx); err != nil {
-			tx.Rollback()
-			return -1, fmt.Errorf("resources: begin: %w", err)
-		}
+	run, beforeCommit := tx, func() error { return nil }
+	if w.hook != nil {
+		run, beforeCommit = w.hook(tx)
 	}
 	for i, op := range ops {
 		failed = i
-		if err := op.fn(tx.WithContext(context.WithoutCancel(op.ctx))); err != nil {
+		if err := op.fn(run.WithContext(context.WithoutCancel(op.ctx))); err != nil {
 			tx.Rollback()
 			return i, err
 		}
 	}
 	failed = -1
+	if err := beforeCommit(); err != nil {
+		tx.Rollback()
+		return -1, fmt.Errorf("resources: before commit: %w", err)
+	}
 	if err := tx.Commit().Error; err != nil {
 		return -1, fmt.Errorf("resources: commit: %w", err)
 	}
