@@ -146,7 +146,7 @@ func (a *App) init(ctx context.Context) error {
 		}
 		apiCfg.Verifier = a.verifier
 	}
-	a.server, err = api.New(apiCfg, a.store, events.NewAudit(a.db.Read))
+	a.server, err = api.New(apiCfg, a.store, events.NewAudit(a.db.Read, dialect))
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) erro
 		if err := conn.AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
 			return fmt.Errorf("app: migrate herald tables: %w", err)
 		}
-		return events.Migrate(conn, dialect)
+		return events.Migrate(conn)
 	})
 }
 

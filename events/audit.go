@@ -14,10 +14,13 @@ import (
 )
 
 // Audit reads the event log for the audit API and record history.
-type Audit struct{ db *gorm.DB }
+type Audit struct {
+	db      *gorm.DB
+	dialect Dialect
+}
 
 // NewAudit returns a reader on the read handle db.
-func NewAudit(db *gorm.DB) *Audit { return &Audit{db: db} }
+func NewAudit(db *gorm.DB, dialect Dialect) *Audit { return &Audit{db: db, dialect: dialect} }
 
 // QueryError is a bad audit query parameter (400).
 type QueryError struct{ Param, Message string }
@@ -76,7 +79,9 @@ func ParseQuery(v url.Values) (Query, error) {
 
 // List answers the events matching q, oldest first.
 func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
-	tx := withDispatchedAt(a.db.WithContext(ctx))
+	// Only below the horizon: a client paging with after=N must never meet
+	// a smaller position later.
+	tx := withDispatchedAt(a.db.WithContext(ctx)).Where(Horizon(a.dialect))
 	if q.Resource != "" {
 		tx = tx.Where("resource_name = ?", q.Resource)
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
-	"gorm.io/gorm/clause"
 
 	"github.com/herald-dev/herald/models"
 )
@@ -27,8 +26,8 @@ const (
 	// SQLite positions are rowids: there is one writer, so insertion order
 	// is commit order.
 	SQLite Dialect = "sqlite"
-	// Postgres positions come from the herald_event_seq row, locked by the
-	// first event of a transaction until it commits.
+	// Postgres positions are built from the writing transaction's id, and
+	// readers stay below the oldest transaction still running (Horizon).
 	Postgres Dialect = "postgres"
 )
 
@@ -224,22 +223,35 @@ type pendingEvent struct {
 // under both engines' parameter limits).
 const maxInsertRows = 2000
 
-// insertEvents writes events in order, in as few statements as it can. On
-// PostgreSQL each statement takes its positions from the counter row, whose
-// lock is then held until the transaction ends: positions are handed out in
-// commit order.
+// OrdinalBits is how many low bits of a PostgreSQL position number the
+// events of one transaction: position = xid << OrdinalBits + ordinal.
+const OrdinalBits = 20
+
+// MaxEventsPerTx is the most events one PostgreSQL transaction can record.
+const MaxEventsPerTx = 1<<OrdinalBits - 1
+
+// insertEvents writes events in order, in as few statements as it can.
+//
+// On SQLite the position is the rowid: there is one writer connection, so
+// insertion order is commit order.
+//
+// On PostgreSQL the position is the transaction's id shifted left by
+// OrdinalBits, plus the event's ordinal within the transaction (after the
+// events it already recorded). No lock is taken: readers see only
+// positions below Horizon, under which every transaction has finished, so
+// a reader that has seen position N never later meets a smaller one.
 func insertEvents(tx *gorm.DB, dialect Dialect, evs []pendingEvent) error {
 	for len(evs) > 0 {
 		chunk := evs[:min(len(evs), maxInsertRows)]
 		evs = evs[len(chunk):]
 		var sql strings.Builder
-		args := make([]any, 0, len(chunk)*9+2)
+		args := make([]any, 0, len(chunk)*10+1)
 		if dialect == Postgres {
-			args = append(args, len(chunk), len(chunk))
-			sql.WriteString(`WITH s AS (UPDATE herald_event_seq SET last = last + ? WHERE id = 1 RETURNING last)
+			fmt.Fprintf(&sql, `WITH x AS (SELECT pg_current_xact_id()::text::bigint << %d AS base),
+n AS (SELECT COALESCE(MAX(e.id) - x.base, 0) AS done FROM x LEFT JOIN herald_events e ON e.id > x.base AND e.id <= x.base + %d GROUP BY x.base)
 INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
-SELECT s.last - ? + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
-FROM s, (VALUES `)
+SELECT x.base + n.done + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
+FROM x, n, (VALUES `, OrdinalBits, MaxEventsPerTx)
 			for i, e := range chunk {
 				if i > 0 {
 					sql.WriteString(", ")
@@ -247,7 +259,7 @@ FROM s, (VALUES `)
 				sql.WriteString("(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text)")
 				args = append(args, i+1, e.eventID, e.eventType, e.resource, e.resourceID, e.userID, e.createdAt, e.data, e.session, e.trace)
 			}
-			sql.WriteString(") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)")
+			fmt.Fprintf(&sql, ") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) WHERE n.done + %d <= %d", len(chunk), MaxEventsPerTx)
 		} else {
 			sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
 			for i, e := range chunk {
@@ -264,10 +276,21 @@ FROM s, (VALUES `)
 			return fmt.Errorf("events: record: %w", res.Error)
 		}
 		if res.RowsAffected != int64(len(chunk)) {
-			return fmt.Errorf("events: record: the position counter is missing")
+			return fmt.Errorf("events: record: a transaction may record at most %d events", MaxEventsPerTx)
 		}
 	}
 	return nil
+}
+
+// Horizon returns the SQL condition that limits a read of herald_events to
+// positions every reader may rely on: on PostgreSQL, below the oldest
+// transaction still running (all below it have finished, so nothing with a
+// smaller position can still appear); on SQLite, everything committed.
+func Horizon(dialect Dialect) string {
+	if dialect == Postgres {
+		return fmt.Sprintf("herald_events.id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << %d)", OrdinalBits)
+	}
+	return "1 = 1"
 }
 
 const bufferKey = "herald:events_buffer"
@@ -302,13 +325,10 @@ func (b *Buffer) Flush(tx *gorm.DB) error {
 	return err
 }
 
-// Migrate creates the event tables and indexes and the position counter.
-func Migrate(db *gorm.DB, dialect Dialect) error {
-	if err := db.AutoMigrate(&models.Event{}, &models.EventSeq{}, &models.Dispatch{}); err != nil {
+// Migrate creates the event tables and their indexes.
+func Migrate(db *gorm.DB) error {
+	if err := db.AutoMigrate(&models.Event{}, &models.Dispatch{}); err != nil {
 		return fmt.Errorf("events: migrate: %w", err)
-	}
-	if dialect == Postgres {
-		return db.Clauses(clause.OnConflict{DoNothing: true}).Create(&models.EventSeq{ID: 1, Last: 0}).Error
 	}
 	return nil
 }

@@ -37,6 +37,11 @@ type RelayConfig struct {
 	// PollInterval is how often the relay looks for events it was not woken
 	// for: committed by another instance, or before a crash. Default 1s.
 	PollInterval time.Duration
+	// MinInterval is the least time between the starts of two dispatch
+	// runs. A relay idle for longer runs as soon as it is woken; a busy one
+	// gathers the commits of this interval into one run instead of running
+	// after every commit. Default 5ms.
+	MinInterval time.Duration
 	// QueryTimeout bounds each database call. Default 10s.
 	QueryTimeout time.Duration
 	// Logger defaults to slog.Default().
@@ -75,6 +80,9 @@ func NewRelay(cfg RelayConfig, db *gorm.DB) *Relay {
 	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 10 * time.Second
+	}
+	if cfg.MinInterval <= 0 {
+		cfg.MinInterval = 5 * time.Millisecond
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -129,21 +137,30 @@ func (r *Relay) loop(ctx context.Context, done chan struct{}) {
 	ticker := time.NewTicker(r.cfg.PollInterval)
 	defer ticker.Stop()
 	backoff := time.Duration(0)
+	var lastRun time.Time
 	for {
+		tick := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
 		case <-ticker.C:
+			tick = true
 		}
-		if backoff > 0 {
+		wait := max(backoff, r.cfg.MinInterval-time.Since(lastRun))
+		if wait > 0 {
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
 		}
-		if err := r.drain(ctx); err != nil && ctx.Err() == nil {
+		lastRun = time.Now()
+		err := r.drain(ctx)
+		if err == nil && tick {
+			err = r.observeLag(ctx)
+		}
+		if err != nil && ctx.Err() == nil {
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 			r.cfg.Logger.Error("events: relay", "err", err, "retryIn", backoff)
 			r.Notify()
@@ -166,7 +183,7 @@ func (r *Relay) drain(ctx context.Context) (err error) {
 			return err
 		}
 		if n < r.cfg.BatchSize {
-			return r.observeLag(ctx)
+			return nil
 		}
 	}
 	return nil
@@ -211,7 +228,7 @@ func (r *Relay) DispatchOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		var rows []models.Event
-		sel := tx.Where("id > ?", mark).Order("id").Limit(r.cfg.BatchSize)
+		sel := tx.Where("id > ?", mark).Where(Horizon(r.cfg.Dialect)).Order("id").Limit(r.cfg.BatchSize)
 		if len(r.consumers) == 0 {
 			// Nobody reads the payloads: the metrics need only these.
 			sel = sel.Select("id", "event_type", "created_at")

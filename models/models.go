@@ -43,9 +43,10 @@ func (Setting) TableName() string { return "herald_settings" }
 var ErrUnauthorized = errors.New("unauthorized")
 
 // Event is one row of the event log (the transactional outbox). ID is the
-// log position: on SQLite the rowid (one writer, so commit order); on
-// PostgreSQL taken from EventSeq inside the writing transaction, whose row
-// lock is held to commit, so positions are handed out in commit order.
+// log position: on SQLite the rowid (one writer, so commit order; never
+// reused, AUTOINCREMENT); on PostgreSQL the writing transaction's id
+// shifted left plus an ordinal, read only below the oldest running
+// transaction (see events.Horizon).
 type Event struct {
 	ID           int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
 	EventID      string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
@@ -77,11 +78,3 @@ type Dispatch struct {
 // TableName pins the table name.
 func (Dispatch) TableName() string { return "herald_dispatches" }
 
-// EventSeq is PostgreSQL's single counter row of event positions.
-type EventSeq struct {
-	ID   int   `gorm:"primaryKey;autoIncrement:false"`
-	Last int64 `gorm:"not null"`
-}
-
-// TableName pins the table name.
-func (EventSeq) TableName() string { return "herald_event_seq" }
