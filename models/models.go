@@ -77,4 +77,3 @@ type Dispatch struct {
 
 // TableName pins the table name.
 func (Dispatch) TableName() string { return "herald_dispatches" }
-
