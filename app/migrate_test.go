@@ -144,22 +144,9 @@ func registryVersion(t *testing.T, env *apptest.Env) int {
 }
 
 // importSchema posts a schema document to the import endpoint.
-//
-// BUG workaround: after an applied import it drops the read pool's idle
-// connections, because connections opened before the change serve
-// "SELECT *" with the old column list (see testReadsAfterSchemaChange, which
-// checks that bug without this). Remove the workaround when it is fixed.
 func importSchema(t *testing.T, env *apptest.Env, query, doc string) *apptest.Response {
 	t.Helper()
-	resp := env.Admin("POST", "/v1/_registry/import"+query, doc)
-	if resp.Status == 200 {
-		sqlDB, err := env.App.DB().Read.DB()
-		require.NoError(t, err)
-		idle := sqlDB.Stats().MaxOpenConnections
-		sqlDB.SetMaxIdleConns(0)
-		sqlDB.SetMaxIdleConns(idle)
-	}
-	return resp
+	return env.Admin("POST", "/v1/_registry/import"+query, doc)
 }
 
 // changeKeys lists an import answer's changes as "op resource.field".

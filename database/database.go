@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/glebarez/sqlite"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -42,6 +45,9 @@ type Config struct {
 // DB is an open store.
 type DB struct {
 	Kind Kind
+	// gen counts schema changes; a PostgreSQL connection whose prepared
+	// statements predate the latest one drops them before its next use.
+	gen atomic.Int64
 	// Write is the handle for writes and migrations. On SQLite it is one
 	// connection, so transactions never meet SQLITE_BUSY.
 	Write *gorm.DB
@@ -61,13 +67,20 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	gcfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false}
 	if IsPostgres(cfg.URL) {
-		g, err := gorm.Open(postgres.New(postgres.Config{DSN: withExecMode(cfg.URL)}), gcfg)
+		d := &DB{Kind: Postgres}
+		pcfg, err := pgx.ParseConfig(cfg.URL)
+		if err != nil {
+			return nil, fmt.Errorf("database: HERALD_DATABASE_URL: %w", err)
+		}
+		sqlDB := stdlib.OpenDB(*pcfg,
+			stdlib.OptionAfterConnect(func(_ context.Context, c *pgx.Conn) error {
+				c.PgConn().CustomData()[genKey] = d.gen.Load()
+				return nil
+			}),
+			stdlib.OptionResetSession(d.resetStatements))
+		g, err := gorm.Open(postgres.New(postgres.Config{Conn: sqlDB}), gcfg)
 		if err != nil {
 			return nil, fmt.Errorf("database: open postgres: %w", err)
-		}
-		sqlDB, err := g.DB()
-		if err != nil {
-			return nil, fmt.Errorf("database: %w", err)
 		}
 		sqlDB.SetMaxOpenConns(cfg.MaxConns)
 		sqlDB.SetMaxIdleConns(cfg.MaxConns)
@@ -76,7 +89,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			_ = sqlDB.Close()
 			return nil, fmt.Errorf("database: connect postgres: %w", err)
 		}
-		return &DB{Kind: Postgres, Write: g, Read: g}, nil
+		d.Write, d.Read = g, g
+		return d, nil
 	}
 	path := cfg.URL
 	if path == "" {
@@ -126,19 +140,26 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	return &DB{Kind: SQLite, Write: w, Read: r}, nil
 }
 
-// withExecMode makes pgx send each statement unprepared (parse, bind and
-// execute in one round trip) unless the URL chooses a mode. pgx's default
-// caches server-side prepared statements per connection, and after a schema
-// change those fail with "cached plan must not change result type".
-func withExecMode(u string) string {
-	if strings.Contains(u, "default_query_exec_mode=") {
-		return u
+const genKey = "herald_schema_gen"
+
+// InvalidateStatements is called after DDL: every PostgreSQL connection
+// drops its cached prepared statements before it is next used, since a
+// statement prepared against the old table shapes fails ("cached plan must
+// not change result type") or reads stale types. Statements stay prepared
+// and cached otherwise, which saves PostgreSQL a parse and plan per query.
+func (d *DB) InvalidateStatements() { d.gen.Add(1) }
+
+func (d *DB) resetStatements(ctx context.Context, c *pgx.Conn) error {
+	data := c.PgConn().CustomData()
+	want := d.gen.Load()
+	if have, _ := data[genKey].(int64); have == want {
+		return nil
 	}
-	sep := "?"
-	if strings.Contains(u, "?") {
-		sep = "&"
+	if err := c.DeallocateAll(ctx); err != nil {
+		return err
 	}
-	return u + sep + "default_query_exec_mode=exec"
+	data[genKey] = want
+	return nil
 }
 
 // Close closes both handles.

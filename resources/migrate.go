@@ -431,6 +431,7 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 	if err != nil {
 		return nil, err
 	}
+	s.db.InvalidateStatements()
 	s.setSchema(to)
 	return &res, nil
 }
