@@ -300,11 +300,7 @@ func (v *View) Fields(names []string) []string {
 // RecordView checks that the caller may read the record (admins: that the
 // resource exists, since the record may be gone) and returns their view.
 func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, error) {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionRead)
+	_, r, a, err := s.resolve(ctx, resource, ActionRead)
 	if err != nil {
 		return nil, err
 	}

@@ -136,6 +136,19 @@ func (s *Store) resource(name string) (*Schema, *Resource, error) {
 	return sc, r, nil
 }
 
+// resolve finds the resource and the caller's access for the action.
+func (s *Store) resolve(ctx context.Context, resource, action string) (*Schema, *Resource, *access, error) {
+	sc, r, err := s.resource(resource)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	a, err := s.authorize(ctx, sc, r, action)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return sc, r, a, nil
+}
+
 func (s *Store) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
 
 // decodeRow turns scanned columns into a Row.
@@ -235,11 +248,7 @@ type ListMeta struct {
 
 // List returns a page of a resource's records.
 func (s *Store) List(ctx context.Context, resource string, params url.Values) (*ListResult, error) {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionRead)
+	sc, r, a, err := s.resolve(ctx, resource, ActionRead)
 	if err != nil {
 		return nil, err
 	}
@@ -289,11 +298,7 @@ func (s *Store) List(ctx context.Context, resource string, params url.Values) (*
 
 // Get returns one visible record; params may carry fields and include.
 func (s *Store) Get(ctx context.Context, resource, id string, params url.Values) (Row, error) {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionRead)
+	sc, r, a, err := s.resolve(ctx, resource, ActionRead)
 	if err != nil {
 		return nil, err
 	}
@@ -375,11 +380,7 @@ func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource
 // Create inserts one record (body is an object) or several atomically (an
 // array of at most MaxBulk objects). It returns the created rows.
 func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, error) {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionCreate)
+	_, r, a, err := s.resolve(ctx, resource, ActionCreate)
 	if err != nil {
 		return nil, err
 	}
@@ -528,11 +529,7 @@ func outputRow(vals map[string]any) Row {
 // replace (PUT) where absent fields take their default or null. An update
 // that changes nothing writes nothing and returns the row as it is.
 func (s *Store) Update(ctx context.Context, resource, id string, body map[string]any, replace bool) (Row, error) {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return nil, err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionUpdate)
+	_, r, a, err := s.resolve(ctx, resource, ActionUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -633,11 +630,7 @@ func sameValue(a, b any) bool {
 // restrict refuses (409), cascade deletes the referring rows, setNull clears
 // the reference.
 func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) error {
-	sc, r, err := s.resource(resource)
-	if err != nil {
-		return err
-	}
-	a, err := s.authorize(ctx, sc, r, ActionDelete)
+	sc, r, a, err := s.resolve(ctx, resource, ActionDelete)
 	if err != nil {
 		return err
 	}
