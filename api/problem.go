@@ -108,6 +108,8 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
 			"the request was cancelled before it finished; retry"), false
+	case errors.Is(err, resources.ErrBusy):
+		return newProblem(http.StatusServiceUnavailable, "busy", "Service unavailable", "the write kept meeting concurrent writes; retry"), false
 	case errors.Is(err, resources.ErrStopped):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the server is shutting down"), false
 	case errors.As(err, &he):

@@ -178,7 +178,7 @@ func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) erro
 		if err := conn.AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
 			return fmt.Errorf("app: migrate herald tables: %w", err)
 		}
-		return events.Migrate(conn)
+		return events.Migrate(conn, dialect)
 	})
 }
 

@@ -285,3 +285,77 @@ func TestRelayDeliversInOrderAtLeastOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestPerRowEventsFollowCommitOrder has many writers, through two
+// instances on PostgreSQL, PATCH a few hot rows at once. Read in position
+// order, each row's events must chain: every update's old value is the
+// previous event's new value. Positions that are not in commit order (for
+// example taken from transaction ids, when the transaction with the smaller
+// id waits for a row lock held by a later one that commits first) break the
+// chain, and a consumer applying the events would end with a stale row.
+func TestPerRowEventsFollowCommitOrder(t *testing.T) {
+	const rows, writers, patches = 4, 16, 30
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, itemsSchema)
+			bases := []string{env.Server.URL}
+			if kind == database.Postgres {
+				bases = append(bases, apptest.StartConfig(t, kind, env.Config).Server.URL)
+			}
+			ids := make([]string, rows)
+			for i := range ids {
+				r := admin(t, env, "POST", "/v1/items", map[string]any{"key": fmt.Sprintf("hot-%d", i), "writer": 0, "n": 0})
+				require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+				ids[i] = r.JSON()["id"].(string)
+			}
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * writers}, Timeout: time.Minute}
+			defer client.CloseIdleConnections()
+			var next sync.Mutex
+			counter := 0
+			answered := make([]int, writers)
+			var wg sync.WaitGroup
+			for w := range writers {
+				wg.Go(func() {
+					for j := range patches {
+						next.Lock()
+						counter++
+						n := counter
+						next.Unlock()
+						status, _, body, err := send(client, bases[(w+j)%len(bases)], "PATCH", "/v1/items/"+ids[(w+j)%rows],
+							map[string]any{"n": n, "writer": w}, apptest.AdminKey)
+						if err != nil || status != http.StatusOK {
+							t.Errorf("PATCH: %d %v %s", status, err, body)
+							return
+						}
+						answered[w]++
+					}
+				})
+			}
+			wg.Wait()
+			total := 0
+			for _, a := range answered {
+				total += a
+			}
+			all := eventsAfter(t, env, 0)
+			last := map[string]any{} // row id -> n of its newest event so far
+			updates := 0
+			for _, e := range all.Events {
+				switch e.EventType {
+				case "items.created":
+					last[e.ResourceID] = e.Data.New["n"]
+				case "items.updated":
+					updates++
+					require.Equal(t, last[e.ResourceID], e.Data.Old["n"],
+						"event %d of row %s does not follow the row's previous event: positions are not in commit order", e.ID, e.ResourceID)
+					last[e.ResourceID] = e.Data.New["n"]
+				}
+			}
+			require.Equal(t, total, updates, "one updated event per answered PATCH")
+			for _, id := range ids {
+				r := admin(t, env, "GET", "/v1/items/"+id, nil)
+				require.Equal(t, last[id], r.JSON()["n"], "the last event of row %s is its current value", id)
+			}
+		})
+	}
+}

@@ -26,8 +26,8 @@ const (
 	// SQLite positions are rowids: there is one writer, so insertion order
 	// is commit order.
 	SQLite Dialect = "sqlite"
-	// Postgres positions are built from the writing transaction's id, and
-	// readers stay below the oldest transaction still running (Horizon).
+	// Postgres positions come from a sequence, taken under an advisory
+	// lock held until commit, by the transaction's last statement.
 	Postgres Dialect = "postgres"
 )
 
@@ -223,35 +223,37 @@ type pendingEvent struct {
 // under both engines' parameter limits).
 const maxInsertRows = 2000
 
-// OrdinalBits is how many low bits of a PostgreSQL position number the
-// events of one transaction: position = xid << OrdinalBits + ordinal.
-const OrdinalBits = 20
-
-// MaxEventsPerTx is the most events one PostgreSQL transaction can record.
-const MaxEventsPerTx = 1<<OrdinalBits - 1
+// positionLockKey is the transaction-scoped advisory lock under which
+// PostgreSQL positions are taken ("hpos").
+const positionLockKey = 0x68706f73
 
 // insertEvents writes events in order, in as few statements as it can.
 //
 // On SQLite the position is the rowid: there is one writer connection, so
-// insertion order is commit order.
+// insertion order is commit order (AUTOINCREMENT: never reused).
 //
-// On PostgreSQL the position is the transaction's id shifted left by
-// OrdinalBits, plus the event's ordinal within the transaction (after the
-// events it already recorded). No lock is taken: readers see only
-// positions below Horizon, under which every transaction has finished, so
-// a reader that has seen position N never later meets a smaller one.
+// On PostgreSQL each statement first takes a transaction-scoped advisory
+// lock, then a block of positions from the herald_event_pos sequence. The
+// lock is released only once the transaction's commit is visible, so the
+// next transaction's positions are larger and everything below them is
+// already visible: positions follow commit order, and a reader that has
+// seen N never later meets a smaller one. Buffered events are inserted as
+// the transaction's last statement, so the lock covers only that insert
+// and the commit, and it is always the last lock a transaction takes (no
+// lock cycles).
 func insertEvents(tx *gorm.DB, dialect Dialect, evs []pendingEvent) error {
 	for len(evs) > 0 {
 		chunk := evs[:min(len(evs), maxInsertRows)]
 		evs = evs[len(chunk):]
 		var sql strings.Builder
-		args := make([]any, 0, len(chunk)*10+1)
+		args := make([]any, 0, len(chunk)*10+3)
 		if dialect == Postgres {
-			fmt.Fprintf(&sql, `WITH x AS (SELECT pg_current_xact_id()::text::bigint << %d AS base),
-n AS (SELECT COALESCE(MAX(e.id) - x.base, 0) AS done FROM x LEFT JOIN herald_events e ON e.id > x.base AND e.id <= x.base + %d GROUP BY x.base)
+			args = append(args, positionLockKey, len(chunk)-1, len(chunk))
+			sql.WriteString(`WITH l AS (SELECT pg_advisory_xact_lock(?)),
+s AS (SELECT setval('herald_event_pos', nextval('herald_event_pos') + ?) AS last FROM l)
 INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
-SELECT x.base + n.done + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
-FROM x, n, (VALUES `, OrdinalBits, MaxEventsPerTx)
+SELECT s.last - ? + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
+FROM s, (VALUES `)
 			for i, e := range chunk {
 				if i > 0 {
 					sql.WriteString(", ")
@@ -259,7 +261,7 @@ FROM x, n, (VALUES `, OrdinalBits, MaxEventsPerTx)
 				sql.WriteString("(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text)")
 				args = append(args, i+1, e.eventID, e.eventType, e.resource, e.resourceID, e.userID, e.createdAt, e.data, e.session, e.trace)
 			}
-			fmt.Fprintf(&sql, ") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) WHERE n.done + %d <= %d", len(chunk), MaxEventsPerTx)
+			sql.WriteString(") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)")
 		} else {
 			sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
 			for i, e := range chunk {
@@ -276,21 +278,10 @@ FROM x, n, (VALUES `, OrdinalBits, MaxEventsPerTx)
 			return fmt.Errorf("events: record: %w", res.Error)
 		}
 		if res.RowsAffected != int64(len(chunk)) {
-			return fmt.Errorf("events: record: a transaction may record at most %d events", MaxEventsPerTx)
+			return fmt.Errorf("events: record: inserted %d of %d events", res.RowsAffected, len(chunk))
 		}
 	}
 	return nil
-}
-
-// Horizon returns the SQL condition that limits a read of herald_events to
-// positions every reader may rely on: on PostgreSQL, below the oldest
-// transaction still running (all below it have finished, so nothing with a
-// smaller position can still appear); on SQLite, everything committed.
-func Horizon(dialect Dialect) string {
-	if dialect == Postgres {
-		return fmt.Sprintf("herald_events.id < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << %d)", OrdinalBits)
-	}
-	return "1 = 1"
 }
 
 const bufferKey = "herald:events_buffer"
@@ -325,10 +316,16 @@ func (b *Buffer) Flush(tx *gorm.DB) error {
 	return err
 }
 
-// Migrate creates the event tables and their indexes.
-func Migrate(db *gorm.DB) error {
+// Migrate creates the event tables, their indexes and, on PostgreSQL, the
+// position sequence.
+func Migrate(db *gorm.DB, dialect Dialect) error {
 	if err := db.AutoMigrate(&models.Event{}, &models.Dispatch{}); err != nil {
 		return fmt.Errorf("events: migrate: %w", err)
+	}
+	if dialect == Postgres {
+		if err := db.Exec("CREATE SEQUENCE IF NOT EXISTS herald_event_pos").Error; err != nil {
+			return fmt.Errorf("events: migrate: %w", err)
+		}
 	}
 	return nil
 }

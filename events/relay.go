@@ -228,7 +228,7 @@ func (r *Relay) DispatchOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		var rows []models.Event
-		sel := tx.Where("id > ?", mark).Where(Horizon(r.cfg.Dialect)).Order("id").Limit(r.cfg.BatchSize)
+		sel := tx.Where("id > ?", mark).Order("id").Limit(r.cfg.BatchSize)
 		if len(r.consumers) == 0 {
 			// Nobody reads the payloads: the metrics need only these.
 			sel = sel.Select("id", "event_type", "created_at")

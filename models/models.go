@@ -44,9 +44,8 @@ var ErrUnauthorized = errors.New("unauthorized")
 
 // Event is one row of the event log (the transactional outbox). ID is the
 // log position: on SQLite the rowid (one writer, so commit order; never
-// reused, AUTOINCREMENT); on PostgreSQL the writing transaction's id
-// shifted left plus an ordinal, read only below the oldest running
-// transaction (see events.Horizon).
+// reused, AUTOINCREMENT); on PostgreSQL taken from a sequence under an
+// advisory lock held until commit, so also commit order.
 type Event struct {
 	ID           int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
 	EventID      string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"gorm.io/gorm"
 )
@@ -40,7 +44,7 @@ type writer struct {
 	log      *slog.Logger
 
 	ops      chan *writeOp
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	stopping chan struct{}
 	wg       sync.WaitGroup
 	started  bool
@@ -91,17 +95,21 @@ func (w *writer) stop() {
 // dropped.
 func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
-	w.mu.Lock()
-	running := w.started
-	w.mu.Unlock()
-	if !running {
+	// The read lock spans the check and the send, so stop (which takes the
+	// write lock) cannot slip between them and leave the op unserved: an
+	// op sent before stop is drained by the loops.
+	w.mu.RLock()
+	if !w.started {
+		w.mu.RUnlock()
 		return ErrStopped
 	}
 	select {
 	case w.ops <- op:
 	case <-ctx.Done():
+		w.mu.RUnlock()
 		return ctx.Err()
 	}
+	w.mu.RUnlock()
 	return <-op.done
 }
 
@@ -148,6 +156,15 @@ func (w *writer) run(batch []*writeOp) {
 	}
 	for len(live) > 0 {
 		failed, err := w.try(live)
+		if failed >= 0 && transient(err) {
+			// Not the op's fault: the batch met another transaction's
+			// locks in the opposite order (a deadlock). Each op alone
+			// holds the fewest locks; retry it that way.
+			for _, op := range live {
+				w.runAlone(op)
+			}
+			return
+		}
 		if failed >= 0 {
 			live[failed].done <- err
 			live = slices.Delete(live, failed, failed+1)
@@ -173,6 +190,44 @@ func (w *writer) run(batch []*writeOp) {
 		}
 		return
 	}
+}
+
+// maxAttempts bounds the retries of an op that keeps meeting deadlocks.
+const maxAttempts = 6
+
+// runAlone runs one op in its own transaction, retrying transient
+// failures after a short random pause.
+func (w *writer) runAlone(op *writeOp) {
+	for attempt := 1; ; attempt++ {
+		failed, err := w.try([]*writeOp{op})
+		if err == nil {
+			op.done <- nil
+			if w.onCommit != nil {
+				w.onCommit()
+			}
+			return
+		}
+		if !transient(err) || attempt == maxAttempts {
+			if transient(err) {
+				err = fmt.Errorf("%w: %w", ErrBusy, err)
+			}
+			op.done <- err
+			return
+		}
+		_ = failed
+		time.Sleep(time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond)
+	}
+}
+
+// ErrBusy means a write kept meeting other transactions' locks; the client
+// may retry (503).
+var ErrBusy = errors.New("resources: the database is busy; retry")
+
+// transient tells whether err is a PostgreSQL deadlock or serialisation
+// failure: the transaction can simply run again.
+func transient(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
 // try runs the ops in one transaction. It returns the index of the op that
