@@ -244,6 +244,9 @@ func (a *access) applyChecks(vals map[string]any) []Problem {
 		if !present {
 			if rule.op == "eq" {
 				vals[name] = rule.values[0]
+			} else {
+				// Only eq says what to fill in; anything else must be sent.
+				a.denied = append(a.denied, Problem{Field: name, Rule: "check", Message: "must be given, matching the caller's " + rule.field.Name})
 			}
 			continue
 		}

@@ -96,6 +96,13 @@ func ParseListQuery(r *Resource, params url.Values) (*ListQuery, error) {
 			lq.Filters = append(lq.Filters, flt)
 		}
 	}
+	values := 0
+	for _, f := range lq.Filters {
+		values += max(1, len(f.List))
+	}
+	if values > MaxLimit {
+		return nil, &QueryError{"filters", fmt.Sprintf("at most %d filter values in all", MaxLimit)}
+	}
 	if v := params.Get("_limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxLimit {

@@ -380,7 +380,7 @@ func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource
 // Create inserts one record (body is an object) or several atomically (an
 // array of at most MaxBulk objects). It returns the created rows.
 func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, error) {
-	_, r, a, err := s.resolve(ctx, resource, ActionCreate)
+	sc, r, a, err := s.resolve(ctx, resource, ActionCreate)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +422,10 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 		return nil, &ValidationError{probs}
 	}
 	err = s.w.do(ctx, func(tx *gorm.DB) error {
-		for _, v := range vals {
+		for i, v := range vals {
+			if err := s.checkParents(tx, sc, r, v, prefix(i)); err != nil {
+				return err
+			}
 			if err := tx.Table(r.Name).Create(s.dbValues(r, v)).Error; err != nil {
 				return s.mapWriteError(tx, r, v, err)
 			}
@@ -529,7 +532,7 @@ func outputRow(vals map[string]any) Row {
 // replace (PUT) where absent fields take their default or null. An update
 // that changes nothing writes nothing and returns the row as it is.
 func (s *Store) Update(ctx context.Context, resource, id string, body map[string]any, replace bool) (Row, error) {
-	_, r, a, err := s.resolve(ctx, resource, ActionUpdate)
+	sc, r, a, err := s.resolve(ctx, resource, ActionUpdate)
 	if err != nil {
 		return nil, err
 	}
@@ -595,6 +598,9 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		}
 		if len(changed) == 0 {
 			return nil
+		}
+		if err := s.checkParents(tx, sc, r, changed, ""); err != nil {
+			return err
 		}
 		changed[ColUpdatedAt] = s.now()
 		if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Updates(s.dbValues(r, changed)).Error; err != nil {
@@ -666,8 +672,12 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 			if child.SoftDelete && soft {
 				b.add(q(ColDeletedAt) + " IS NULL")
 			}
+			lock := ""
+			if s.db.Kind == database.Postgres {
+				lock = " FOR UPDATE" // no one re-points them while we act on them
+			}
 			var ids []string
-			if err := tx.Raw("SELECT "+q(ColID)+" FROM "+q(child.Name)+b.where(), b.args...).Scan(&ids).Error; err != nil {
+			if err := tx.Raw("SELECT "+q(ColID)+" FROM "+q(child.Name)+b.where()+lock, b.args...).Scan(&ids).Error; err != nil {
 				return fmt.Errorf("resources: find %s referring to %s: %w", child.Name, r.Name, err)
 			}
 			if len(ids) == 0 {
@@ -688,7 +698,7 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 			case SetNull:
 				for _, cid := range ids {
 					upd := map[string]any{f.Name: nil, ColUpdatedAt: s.now()}
-					if err := tx.Table(child.Name).Where(q(ColID)+" = ?", cid).Updates(s.dbValues(child, upd)).Error; err != nil {
+					if err := tx.Table(child.Name).Where(q(ColID)+" = ? AND "+q(f.Name)+" = ?", cid, id).Updates(s.dbValues(child, upd)).Error; err != nil {
 						return fmt.Errorf("resources: clear %s.%s: %w", child.Name, f.Name, err)
 					}
 				}
@@ -704,6 +714,39 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 	}
 	if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Delete(map[string]any{}).Error; err != nil {
 		return s.mapWriteError(tx, r, nil, err)
+	}
+	return nil
+}
+
+// checkParents refuses relations to soft-deleted records, which the
+// foreign key still sees but every read hides (422, as for a missing one).
+// On PostgreSQL the parent is share-locked so it cannot be deleted before
+// this write commits.
+func (s *Store) checkParents(tx *gorm.DB, sc *Schema, r *Resource, vals map[string]any, prefix string) error {
+	var probs []Problem
+	for _, f := range r.Fields {
+		v, ok := vals[f.Name]
+		if f.Type != TypeRelation || !ok || v == nil {
+			continue
+		}
+		parent := sc.Resource(f.Relation.Resource)
+		if parent == nil || !parent.SoftDelete {
+			continue
+		}
+		sql := "SELECT COUNT(*) FROM " + q(parent.Name) + " WHERE " + q(ColID) + " = ? AND " + q(ColDeletedAt) + " IS NULL"
+		if s.db.Kind == database.Postgres {
+			sql = "SELECT COUNT(*) FROM (SELECT 1 FROM " + q(parent.Name) + " WHERE " + q(ColID) + " = ? AND " + q(ColDeletedAt) + " IS NULL FOR SHARE) AS p"
+		}
+		var n int64
+		if err := tx.Raw(sql, toDB(s.db.Kind, f, v)).Scan(&n).Error; err != nil {
+			return fmt.Errorf("resources: check %s: %w", f.Name, err)
+		}
+		if n == 0 {
+			probs = append(probs, Problem{Field: prefix + f.Name, Rule: "relation", Message: "refers to a record that does not exist"})
+		}
+	}
+	if len(probs) > 0 {
+		return &ValidationError{probs}
 	}
 	return nil
 }
