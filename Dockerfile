@@ -4,12 +4,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /herald .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /herald . && mkdir /data
 
 FROM gcr.io/distroless/static-debian12:nonroot
+# /data belongs to the nonroot user, so the default SQLite file can be
+# created there when no HERALD_DATABASE_URL is given.
+COPY --from=build --chown=65532:65532 /data /data
 WORKDIR /data
 COPY --from=build /herald /herald
-COPY herald.yaml /data/herald.yaml
+COPY --chown=65532:65532 herald.yaml /data/herald.yaml
 ENV HERALD_ADDR=:8080
 EXPOSE 8080
 ENTRYPOINT ["/herald"]

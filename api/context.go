@@ -67,6 +67,9 @@ func (s *Server) requestInfoMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			sess["userId"] = p.UserID
 		}
 		for _, name := range s.cfg.SessionClaims {
+			if _, core := sess[name]; core || name == "userId" {
+				continue // a claim never shadows what Herald resolved itself
+			}
 			if v, ok := p.Claims[name]; ok {
 				sess[name] = v
 			}

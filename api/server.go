@@ -188,8 +188,8 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		p := &auth.Principal{Role: auth.RolePublic}
 		if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
-			token, ok := strings.CutPrefix(h, "Bearer ")
-			if !ok || token == "" {
+			scheme, token, ok := strings.Cut(h, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
 				return models.ErrUnauthorized
 			}
 			sum := sha256.Sum256([]byte(token))

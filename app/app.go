@@ -158,7 +158,7 @@ func (a *App) init(ctx context.Context) error {
 
 // postgresWriters is how many write transactions run at once on
 // PostgreSQL. They overlap everything but the event flush and the commit,
-// which the position lock serialises.
+// which the event position lock serialises.
 const postgresWriters = 4
 
 // bootstrapLockKey serialises the creation of Herald's own tables between
@@ -182,9 +182,12 @@ func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) erro
 	})
 }
 
-// loadSchema applies the schema file when there is one, else serves the
-// stored schema. A file whose plan is destructive stops start-up: such
-// changes go through the import API with allowDestructive=true.
+// loadSchema applies the schema file when there is one and it changed
+// since it was last applied, else serves the stored schema. Remembering
+// the file's hash means a restart with the same file keeps what the import
+// API added since. A changed file whose plan is destructive stops
+// start-up: such changes go through the import API with
+// allowDestructive=true.
 func (a *App) loadSchema(ctx context.Context) error {
 	doc, err := os.ReadFile(a.cfg.Schema)
 	if errors.Is(err, os.ErrNotExist) && !a.cfg.SchemaExplicit {
@@ -197,6 +200,20 @@ func (a *App) loadSchema(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("app: schema %s: %w", a.cfg.Schema, err)
 	}
+	sum := sha256.Sum256(doc)
+	hash := base64.StdEncoding.EncodeToString(sum[:])
+	var applied models.Setting
+	if err := a.db.Read.WithContext(ctx).Where("key = ?", schemaFileSetting).Limit(1).Find(&applied).Error; err != nil {
+		return fmt.Errorf("app: read schema file hash: %w", err)
+	}
+	if applied.Value == hash {
+		if err := a.store.Load(ctx); err != nil {
+			return err
+		}
+		if len(a.store.Schema().Resources) > 0 {
+			return nil // the same file, already applied
+		}
+	}
 	res, err := a.store.Apply(ctx, sc, false, false)
 	if err != nil {
 		return fmt.Errorf("app: apply schema %s: %w", a.cfg.Schema, err)
@@ -204,8 +221,15 @@ func (a *App) loadSchema(ctx context.Context) error {
 	if len(res.Changes) > 0 {
 		a.log.Info("schema applied", "file", a.cfg.Schema, "version", res.Version, "changes", len(res.Changes))
 	}
+	err = a.db.Write.WithContext(ctx).Clauses(clause.OnConflict{UpdateAll: true}).
+		Create(&models.Setting{Key: schemaFileSetting, Value: hash}).Error
+	if err != nil {
+		return fmt.Errorf("app: store schema file hash: %w", err)
+	}
 	return nil
 }
+
+const schemaFileSetting = "schema_file_sha256"
 
 const adminKeySetting = "admin_key_sha256"
 
@@ -266,8 +290,8 @@ func (a *App) DB() *database.DB { return a.db }
 func (a *App) Relay() *events.Relay { return a.relay }
 
 // Close stops the services and closes the database; safe to call twice.
-// Queued writes finish first, then the relay dispatches what they
-// committed; whatever it cannot dispatch stays in the log for next start.
+// Queued writes finish first; events not yet dispatched stay in the log
+// and are dispatched at the next start.
 func (a *App) Close() error {
 	a.store.Stop()
 	a.retention.Stop()
@@ -314,11 +338,13 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
-	err := srv.Shutdown(sctx)
-	if cerr := a.Close(); err == nil {
-		err = cerr
+	if err := srv.Shutdown(sctx); err != nil {
+		// Requests still running at the deadline are cut off; that is the
+		// configured outcome of a shutdown, not a failure of it.
+		a.log.Warn("shutdown timeout: requests in flight were cut off", "err", err)
 	}
-	return err
+	cancelBase()
+	return a.Close()
 }
 
 // Run starts Herald with cfg and serves until ctx is done.

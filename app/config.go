@@ -120,6 +120,9 @@ var settings = []setting{
 	}},
 	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
 		c.ShutdownTimeout = d
 		return err
 	}},

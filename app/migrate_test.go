@@ -234,6 +234,7 @@ func TestSchemaMigration(t *testing.T) {
 		{name: "restart keeps schema", run: testRestartKeepsSchema},
 		{name: "restart with same file", run: testRestartSameFile},
 		{name: "restart with same file keeps version", run: testRestartKeepsVersion},
+		{name: "restart with same file keeps imports", run: testRestartKeepsImports},
 		{name: "numeric options round trip", run: testNumericOptionsRoundTrip},
 		{name: "reads after a schema change", run: testReadsAfterSchemaChange},
 		{name: "required field without default", run: testRequiredWithoutDefault},
@@ -553,6 +554,32 @@ func testRestartSameFile(t *testing.T, kind database.Kind) {
 	require.NoError(t, err)
 	require.Empty(t, res.Changes, "the same file must plan no changes")
 	require.Equal(t, 409, env.Admin("POST", "/v1/authors", `{"name":"Ada Two","email":"ada@example.com"}`).Status)
+}
+
+// testRestartKeepsImports: what the import API added survives a restart
+// with the unchanged schema file (re-applying the file would plan dropping
+// it, a destructive change that would stop start-up); a changed file is
+// applied again.
+func testRestartKeepsImports(t *testing.T, kind database.Kind) {
+	url := dbtest.URL(t, kind)
+	file := writeSchema(t, schemaV1)
+	env := apptest.StartConfig(t, kind, newConfig(t, url, file))
+	require.Equal(t, 200, importSchema(t, env, "", schemaV2).Status)
+	ada := create(t, env, "authors", `{"name":"Ada","email":"ada@example.com"}`)
+	exported := registryYAML(t, env)
+	env.Stop()
+
+	env = apptest.StartConfig(t, kind, newConfig(t, url, file))
+	require.Equal(t, exported, registryYAML(t, env), "the imported schema is kept")
+	require.Equal(t, "ada@example.com", get(t, env, "/v1/authors/"+ada)["email"])
+	env.Stop()
+
+	// Editing the file makes start-up apply it again: here it would drop
+	// what the import added, which is destructive and refused.
+	require.NoError(t, os.WriteFile(file, []byte(schemaV1+"\n# edited\n"), 0o600))
+	_, err := app.New(context.Background(), newConfig(t, url, file), app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "destructive")
 }
 
 func parseFile(t *testing.T, file string) *resources.Schema {

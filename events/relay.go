@@ -156,10 +156,7 @@ func (r *Relay) loop(ctx context.Context, done chan struct{}) {
 			}
 		}
 		lastRun = time.Now()
-		err := r.drain(ctx)
-		if err == nil && tick {
-			err = r.observeLag(ctx)
-		}
+		err := r.drain(ctx, tick)
 		if err != nil && ctx.Err() == nil {
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
 			r.cfg.Logger.Error("events: relay", "err", err, "retryIn", backoff)
@@ -170,8 +167,9 @@ func (r *Relay) loop(ctx context.Context, done chan struct{}) {
 	}
 }
 
-// drain dispatches until the log has nothing undispatched.
-func (r *Relay) drain(ctx context.Context) (err error) {
+// drain dispatches until the log has nothing undispatched, then, when
+// asked, measures the outbox lag. A panic becomes an error.
+func (r *Relay) drain(ctx context.Context, measure bool) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("events: relay panicked: %v", p)
@@ -183,8 +181,11 @@ func (r *Relay) drain(ctx context.Context) (err error) {
 			return err
 		}
 		if n < r.cfg.BatchSize {
-			return nil
+			break
 		}
+	}
+	if measure {
+		return r.observeLag(ctx)
 	}
 	return nil
 }

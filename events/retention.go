@@ -73,7 +73,7 @@ func (r *Retention) Start() {
 		t := time.NewTicker(r.cfg.Interval)
 		defer t.Stop()
 		for {
-			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+			if _, err := r.safeSweep(ctx); err != nil && ctx.Err() == nil {
 				r.cfg.Logger.Error("events: retention sweep", "err", err)
 			}
 			select {
@@ -95,6 +95,16 @@ func (r *Retention) Stop() {
 		cancel()
 		<-done
 	}
+}
+
+// safeSweep is Sweep with a panic turned into an error, so the job lives on.
+func (r *Retention) safeSweep(ctx context.Context) (n int64, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("events: retention panicked: %v", p)
+		}
+	}()
+	return r.Sweep(ctx)
 }
 
 // Sweep deletes expired, dispatched events in batches and returns how many.
