@@ -108,6 +108,9 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
 			"the request was cancelled before it finished; retry"), false
+	case errors.Is(err, resources.ErrOutcomeUnknown):
+		return newProblem(http.StatusServiceUnavailable, "outcome-unknown", "Service unavailable",
+			"the database connection failed while committing; the write may have been saved, check before retrying"), false
 	case errors.Is(err, resources.ErrBusy):
 		return newProblem(http.StatusServiceUnavailable, "busy", "Service unavailable", "the write kept meeting concurrent writes; retry"), false
 	case errors.Is(err, resources.ErrStopped):

@@ -235,6 +235,7 @@ func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 // bodyError is a body that is not valid JSON (400).
 type bodyError struct{ msg string }
 
+// Error implements error.
 func (e *bodyError) Error() string { return e.msg }
 
 // readBody reads the request body within HERALD_MAX_BODY.

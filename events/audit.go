@@ -25,6 +25,7 @@ func NewAudit(db *gorm.DB, dialect Dialect) *Audit { return &Audit{db: db, diale
 // QueryError is a bad audit query parameter (400).
 type QueryError struct{ Param, Message string }
 
+// Error implements error.
 func (e *QueryError) Error() string { return e.Param + ": " + e.Message }
 
 // Query filters the log. Zero values do not filter.

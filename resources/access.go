@@ -25,6 +25,7 @@ type ForbiddenError struct {
 	Problems []Problem
 }
 
+// Error implements error.
 func (e *ForbiddenError) Error() string { return e.Message }
 
 // Unwrap makes errors.Is(err, models.ErrForbidden) true.

@@ -44,6 +44,7 @@ func (p *Plan) Destructive() []Change {
 // columns, without allowDestructive.
 type DestructiveError struct{ Changes []Change }
 
+// Error implements error.
 func (e *DestructiveError) Error() string {
 	return fmt.Sprintf("resources: plan has %d destructive change(s); pass allowDestructive=true to apply", len(e.Changes))
 }

@@ -28,6 +28,7 @@ type QueryError struct {
 	Message string
 }
 
+// Error implements error.
 func (e *QueryError) Error() string { return e.Param + ": " + e.Message }
 
 // Filter is one parsed field__op=value condition.

@@ -137,6 +137,7 @@ type Problem struct {
 // SchemaError lists everything wrong with a schema document.
 type SchemaError struct{ Problems []Problem }
 
+// Error implements error.
 func (e *SchemaError) Error() string {
 	msgs := make([]string, len(e.Problems))
 	for i, p := range e.Problems {

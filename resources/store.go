@@ -108,6 +108,7 @@ func (s *Store) Load(ctx context.Context) error {
 // ValidationError lists every offending field of a write (422).
 type ValidationError struct{ Problems []Problem }
 
+// Error implements error.
 func (e *ValidationError) Error() string {
 	parts := make([]string, len(e.Problems))
 	for i, p := range e.Problems {
@@ -122,6 +123,7 @@ type ConflictError struct {
 	Problems []Problem
 }
 
+// Error implements error.
 func (e *ConflictError) Error() string { return e.Message }
 
 // Unwrap makes errors.Is(err, models.ErrConflict) true.

@@ -170,9 +170,19 @@ func (w *writer) run(batch []*writeOp) {
 			live = slices.Delete(live, failed, failed+1)
 			continue
 		}
+		var ce *commitError
+		if errors.As(err, &ce) {
+			// The connection may have failed after the database committed:
+			// the outcome is unknown, so re-running could answer 409 for a
+			// write that landed. Say so instead.
+			for _, op := range live {
+				op.done <- fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			}
+			return
+		}
 		if err != nil {
-			// The commit itself failed: run each op alone so that one
-			// bad op cannot fail the others.
+			// The event flush failed: run each op alone so that one bad op
+			// cannot fail the others.
 			if len(live) == 1 {
 				live[0].done <- err
 				return
@@ -199,7 +209,7 @@ const maxAttempts = 6
 // failures after a short random pause.
 func (w *writer) runAlone(op *writeOp) {
 	for attempt := 1; ; attempt++ {
-		failed, err := w.try([]*writeOp{op})
+		_, err := w.try([]*writeOp{op})
 		if err == nil {
 			op.done <- nil
 			if w.onCommit != nil {
@@ -208,16 +218,33 @@ func (w *writer) runAlone(op *writeOp) {
 			return
 		}
 		if !transient(err) || attempt == maxAttempts {
-			if transient(err) {
+			var ce *commitError
+			switch {
+			case errors.As(err, &ce):
+				err = fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			case transient(err):
 				err = fmt.Errorf("%w: %w", ErrBusy, err)
 			}
 			op.done <- err
 			return
 		}
-		_ = failed
 		time.Sleep(time.Duration(attempt) * time.Duration(1+rand.IntN(5)) * time.Millisecond)
 	}
 }
+
+// ErrOutcomeUnknown means the commit failed in a way that does not say
+// whether the write landed (a lost connection); the client should check
+// before retrying (503).
+var ErrOutcomeUnknown = errors.New("resources: the write may or may not have been saved")
+
+// commitError is a failed COMMIT.
+type commitError struct{ err error }
+
+// Error implements error.
+func (e *commitError) Error() string { return "resources: commit: " + e.err.Error() }
+
+// Unwrap returns the driver's error.
+func (e *commitError) Unwrap() error { return e.err }
 
 // ErrBusy means a write kept meeting other transactions' locks; the client
 // may retry (503).
@@ -268,7 +295,7 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 		return -1, fmt.Errorf("resources: before commit: %w", err)
 	}
 	if err := tx.Commit().Error; err != nil {
-		return -1, fmt.Errorf("resources: commit: %w", err)
+		return -1, &commitError{err}
 	}
 	return -1, nil
 }
