@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/stretchr/testify/require"
@@ -240,6 +241,7 @@ func TestSchemaMigration(t *testing.T) {
 		{name: "required field without default", run: testRequiredWithoutDefault},
 		{name: "required field without default is a client error", run: testRequiredWithoutDefaultStatus},
 		{name: "concurrent start", postgresOnly: true, run: testConcurrentStart},
+		{name: "other instances follow an import", postgresOnly: true, run: testOtherInstanceFollows},
 	}
 	for _, kind := range dbtest.Kinds {
 		for _, sc := range scenarios {
@@ -580,6 +582,22 @@ func testRestartKeepsImports(t *testing.T, kind database.Kind) {
 	_, err := app.New(context.Background(), newConfig(t, url, file), app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "destructive")
+}
+
+// testOtherInstanceFollows: an import through one instance reaches the
+// others sharing the database, with their prepared statements renewed.
+func testOtherInstanceFollows(t *testing.T, kind database.Kind) {
+	url := dbtest.URL(t, kind)
+	a := apptest.StartConfig(t, kind, newConfig(t, url, writeSchema(t, schemaV1)))
+	b := apptest.StartConfig(t, kind, newConfig(t, url, writeSchema(t, schemaV1)))
+	ada := create(t, b, "authors", `{"name":"Ada"}`) // b prepares its statements on v1
+	require.Equal(t, 200, importSchema(t, a, "", schemaV2).Status)
+	require.Eventually(t, func() bool {
+		return b.Admin("GET", "/v1/publishers", nil).Status == 200
+	}, 15*time.Second, 100*time.Millisecond, "instance b never saw the imported resource")
+	got := get(t, b, "/v1/authors/"+ada)
+	require.Equal(t, "NL", got["country"], "instance b reads the new column")
+	create(t, b, "authors", `{"name":"Bo","nickname":"bo"}`)
 }
 
 func parseFile(t *testing.T, file string) *resources.Schema {

@@ -426,14 +426,14 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 		return &res, nil
 	}
 	if errors.Is(err, errNoChange) {
-		s.setSchema(to)
+		s.setSchema(to, res.Version)
 		return &res, nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	s.db.InvalidateStatements()
-	s.setSchema(to)
+	s.setSchema(to, res.Version)
 	return &res, nil
 }
 

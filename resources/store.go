@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -50,15 +51,23 @@ type StoreConfig struct {
 	Logger *slog.Logger
 	// Now is the clock; defaults to time.Now.
 	Now func() time.Time
+	// RefreshInterval is how often the store checks whether another
+	// instance changed the schema. Default 2s.
+	RefreshInterval time.Duration
 }
 
 // Store serves the declared resources.
 type Store struct {
-	db     *database.DB
-	cfg    StoreConfig
-	schema atomic.Pointer[Schema]
-	check  *validator.Validate
-	w      *writer
+	db      *database.DB
+	cfg     StoreConfig
+	schema  atomic.Pointer[Schema]
+	version atomic.Int64 // the registry version schema came from
+	check   *validator.Validate
+	w       *writer
+
+	mu          sync.Mutex
+	stopRefresh chan struct{}
+	refreshDone chan struct{}
 }
 
 // NewStore returns a Store on db. Call Apply or Load, then Start.
@@ -75,17 +84,39 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 2 * time.Second
+	}
 	s := &Store{db: db, cfg: cfg, check: validator.New()}
-	s.schema.Store(&Schema{})
+	s.setSchema(&Schema{}, 0)
 	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.TxHook, cfg.OnCommit, cfg.Logger)
 	return s
 }
 
-// Start starts the write path; safe to call twice.
-func (s *Store) Start() { s.w.start() }
+// Start starts the write path and the schema refresh; safe to call twice.
+func (s *Store) Start() {
+	s.w.start()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopRefresh == nil {
+		s.stopRefresh, s.refreshDone = make(chan struct{}), make(chan struct{})
+		go s.refreshLoop(s.stopRefresh, s.refreshDone)
+	}
+}
 
-// Stop finishes queued writes and stops the write path; safe to call twice.
-func (s *Store) Stop() { s.w.stop() }
+// Stop finishes queued writes and stops the write path and the schema
+// refresh; safe to call twice.
+func (s *Store) Stop() {
+	s.w.stop()
+	s.mu.Lock()
+	stop, done := s.stopRefresh, s.refreshDone
+	s.stopRefresh = nil
+	s.mu.Unlock()
+	if stop != nil {
+		close(stop)
+		<-done
+	}
+}
 
 // DB returns the database the store runs on.
 func (s *Store) DB() *database.DB { return s.db }
@@ -93,16 +124,63 @@ func (s *Store) DB() *database.DB { return s.db }
 // Schema returns the applied schema. Callers must not modify it.
 func (s *Store) Schema() *Schema { return s.schema.Load() }
 
-func (s *Store) setSchema(sc *Schema) { s.schema.Store(sc) }
+func (s *Store) setSchema(sc *Schema, version int) {
+	s.schema.Store(sc)
+	s.version.Store(int64(version))
+}
 
 // Load reads the stored schema into memory, for a start without a file.
 func (s *Store) Load(ctx context.Context) error {
-	sc, _, err := loadRegistry(s.db.Read.WithContext(ctx))
+	sc, version, err := loadRegistry(s.db.Read.WithContext(ctx))
 	if err != nil {
 		return err
 	}
-	s.setSchema(sc)
+	s.setSchema(sc, version)
 	return nil
+}
+
+// Refresh reloads the schema when another instance changed the stored
+// registry, and makes the connections drop statements prepared against
+// the old tables. Start runs it every RefreshInterval.
+func (s *Store) Refresh(ctx context.Context) error {
+	var stored int64
+	if err := s.db.Read.WithContext(ctx).Raw("SELECT COALESCE(MAX(version), 0) FROM herald_registry").Scan(&stored).Error; err != nil {
+		return fmt.Errorf("resources: read registry version: %w", err)
+	}
+	if stored == s.version.Load() {
+		return nil
+	}
+	if err := s.Load(ctx); err != nil {
+		return err
+	}
+	s.db.InvalidateStatements()
+	s.cfg.Logger.Info("schema reloaded: another instance changed it", "version", stored)
+	return nil
+}
+
+func (s *Store) refreshLoop(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	t := time.NewTicker(s.cfg.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					s.cfg.Logger.Error("resources: schema refresh panicked", "panic", p)
+				}
+			}()
+			if err := s.Refresh(ctx); err != nil {
+				s.cfg.Logger.Warn("resources: schema refresh", "err", err)
+			}
+		}()
+		cancel()
+	}
 }
 
 // ValidationError lists every offending field of a write (422).
