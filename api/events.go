@@ -30,8 +30,7 @@ func (s *Server) getEvent(c echo.Context) error {
 }
 
 // history answers a record's events, newest first, to callers who may read
-// the record; their view of old and new is limited to the fields they may
-// read, and of the session variables to who did it (userId, role).
+// the record, as their view allows (resources.View.Events).
 func (s *Server) history(c echo.Context) error {
 	resource, id := c.Param("resource"), c.Param("id")
 	view, err := s.store.RecordView(c.Request().Context(), resource, id)
@@ -53,20 +52,6 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if !view.Admin {
-		for i := range page.Data {
-			e := &page.Data[i]
-			e.Data.Old, e.Data.New = view.Project(e.Data.Old), view.Project(e.Data.New)
-			e.Data.Changes = events.Changes{
-				Added: view.Fields(e.Data.Changes.Added), Updated: view.Fields(e.Data.Changes.Updated), Removed: view.Fields(e.Data.Changes.Removed)}
-			who := map[string]any{}
-			for _, k := range []string{"userId", "role"} {
-				if v, ok := e.SessionVariables[k]; ok {
-					who[k] = v
-				}
-			}
-			e.SessionVariables = who
-		}
-	}
+	view.Events(page.Data)
 	return respond(c, http.StatusOK, page)
 }

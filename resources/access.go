@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 )
 
@@ -288,6 +289,28 @@ func (v *View) Project(row map[string]any) map[string]any {
 		return row
 	}
 	return v.a.project(row, nil)
+}
+
+// Events limits a record's events to this view: old and new keep the
+// readable fields, the change lists the readable names, and the session
+// variables only who did it (userId, role). Admins see events whole.
+func (v *View) Events(evs []events.Event) {
+	if v.Admin {
+		return
+	}
+	for i := range evs {
+		e := &evs[i]
+		e.Data.Old, e.Data.New = v.Project(e.Data.Old), v.Project(e.Data.New)
+		e.Data.Changes = events.Changes{Added: v.Fields(e.Data.Changes.Added),
+			Updated: v.Fields(e.Data.Changes.Updated), Removed: v.Fields(e.Data.Changes.Removed)}
+		who := map[string]any{}
+		for _, k := range []string{"userId", "role"} {
+			if val, ok := e.SessionVariables[k]; ok {
+				who[k] = val
+			}
+		}
+		e.SessionVariables = who
+	}
 }
 
 // Fields keeps the readable names.
