@@ -140,7 +140,8 @@ func (a *App) init(ctx context.Context) error {
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{
-			Secret: a.cfg.JWTSecret, JWKSURL: a.cfg.JWKSURL, RoleClaim: a.cfg.JWTRoleClaim})
+			Secret: a.cfg.JWTSecret, JWKSURL: a.cfg.JWKSURL, RoleClaim: a.cfg.JWTRoleClaim,
+			Audience: a.cfg.JWTAudience, Issuer: a.cfg.JWTIssuer})
 		if err != nil {
 			return fmt.Errorf("app: HERALD_JWT_SECRET/HERALD_JWKS_URL: %w", err)
 		}

@@ -21,6 +21,8 @@ type Config struct {
 	JWTSecret           string         // HERALD_JWT_SECRET (HS256)
 	JWKSURL             string         // HERALD_JWKS_URL (RS256/ES256)
 	JWTRoleClaim        string         // HERALD_JWT_ROLE_CLAIM, default "role"
+	JWTAudience         string         // HERALD_JWT_AUDIENCE: required aud, when set
+	JWTIssuer           string         // HERALD_JWT_ISSUER: required iss, when set
 	SessionClaims       []string       // HERALD_SESSION_CLAIMS, comma-separated
 	TrustedProxies      []netip.Prefix // HERALD_TRUSTED_PROXIES, comma-separated CIDRs
 	CORSOrigins         []string       // HERALD_CORS_ORIGINS, comma-separated
@@ -75,6 +77,8 @@ var settings = []setting{
 		c.JWTRoleClaim = v
 		return nil
 	}},
+	{"HERALD_JWT_AUDIENCE", "", "audience (aud) a JWT must name", func(c *Config, v string) error { c.JWTAudience = v; return nil }},
+	{"HERALD_JWT_ISSUER", "", "issuer (iss) a JWT must have", func(c *Config, v string) error { c.JWTIssuer = v; return nil }},
 	{"HERALD_SESSION_CLAIMS", "", "claims copied into session variables", func(c *Config, v string) error { c.SessionClaims = splitList(v); return nil }},
 	{"HERALD_TRUSTED_PROXIES", "", "CIDRs whose X-Forwarded-For is trusted", func(c *Config, v string) error {
 		c.TrustedProxies = nil

@@ -88,6 +88,13 @@ type VerifierConfig struct {
 	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 30s
 	// (zero means the default); negative is an error.
 	Leeway time.Duration
+	// Audience, when set, must be in the token's aud (HERALD_JWT_AUDIENCE),
+	// so tokens an identity provider issued for other applications are
+	// refused. Default: not checked.
+	Audience string
+	// Issuer, when set, must equal the token's iss (HERALD_JWT_ISSUER).
+	// Default: not checked.
+	Issuer string
 }
 
 // Validate reports the first bad setting, naming it.
@@ -182,14 +189,21 @@ func NewVerifier(ctx context.Context, cfg VerifierConfig) (*Verifier, error) {
 	for _, m := range methods {
 		v.allowed[m] = true
 	}
-	v.parser = jwt.NewParser(
+	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(methods),
 		jwt.WithLeeway(cfg.Leeway),
 		jwt.WithTimeFunc(cfg.Now),
 		jwt.WithIssuedAt(),
 		jwt.WithExpirationRequired(),
 		jwt.WithStrictDecoding(),
-	)
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	v.parser = jwt.NewParser(opts...)
 
 	if cfg.JWKSURL == "" {
 		return v, nil
@@ -506,8 +520,12 @@ func (v *Verifier) classify(t *jwt.Token, err, keyErr error) error {
 	case errors.Is(err, jwt.ErrTokenUnverifiable):
 		// The alg is unknown to the jwt package, or missing.
 		return invalid("algorithm not accepted")
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return invalid("wrong audience")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return invalid("wrong issuer")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return invalid("missing exp")
+		return invalid("missing a required claim")
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return invalid("expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):

@@ -126,7 +126,7 @@ func TestVerifierHS256(t *testing.T) {
 		{name: "nbf in future beyond leeway", token: hs(claimsAt(now, map[string]any{"nbf": now.Add(time.Minute).Unix()})), reason: "not valid yet"},
 		{name: "nbf in future within leeway", token: hs(claimsAt(now, map[string]any{"nbf": now.Add(29 * time.Second).Unix()})), wantRole: "editor"},
 		{name: "iat in future beyond leeway", token: hs(claimsAt(now, map[string]any{"iat": now.Add(time.Minute).Unix()})), reason: "issued in the future"},
-		{name: "missing exp", token: hs(claimsAt(now, map[string]any{"exp": nil})), reason: "missing exp"},
+		{name: "missing exp", token: hs(claimsAt(now, map[string]any{"exp": nil})), reason: "missing a required claim"},
 		{name: "exp not a number", token: hs(claimsAt(now, map[string]any{"exp": "tomorrow"})), reason: "malformed time claim"},
 		{name: "missing sub", token: hs(claimsAt(now, map[string]any{"sub": nil})), reason: "missing sub"},
 		{name: "sub not a string", token: hs(claimsAt(now, map[string]any{"sub": 42})), reason: "missing sub"},
@@ -185,6 +185,39 @@ func TestVerifierLeewayIsConfigurable(t *testing.T) {
 	clock.Advance(2 * time.Second)
 	_, err = v.Verify(context.Background(), tok)
 	requireInvalid(t, err, "expired", tok)
+}
+
+func TestVerifierAudienceAndIssuer(t *testing.T) {
+	t.Parallel()
+	clock := newTestClock()
+	v := newVerifier(t, VerifierConfig{Secret: testSecret, Now: clock.Now, Audience: "herald", Issuer: "https://idp.example"})
+	tests := []struct {
+		name   string
+		claims map[string]any
+		reason string // "" when accepted
+	}{
+		{"both match", map[string]any{"aud": "herald", "iss": "https://idp.example"}, ""},
+		{"audience among several", map[string]any{"aud": []any{"crm", "herald"}, "iss": "https://idp.example"}, ""},
+		{"other audience", map[string]any{"aud": "crm", "iss": "https://idp.example"}, "wrong audience"},
+		{"no audience", map[string]any{"iss": "https://idp.example"}, "missing a required claim"},
+		{"other issuer", map[string]any{"aud": "herald", "iss": "https://evil.example"}, "wrong issuer"},
+		{"no issuer", map[string]any{"aud": "herald"}, "missing a required claim"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", claimsAt(clock.Now(), tt.claims))
+			_, err := v.Verify(context.Background(), tok)
+			if tt.reason == "" {
+				require.NoError(t, err)
+				return
+			}
+			requireInvalid(t, err, tt.reason, tok)
+		})
+	}
+	// Without the settings, aud and iss are not checked.
+	plain := newVerifier(t, VerifierConfig{Secret: testSecret, Now: clock.Now})
+	_, err := plain.Verify(context.Background(), sign(t, jwt.SigningMethodHS256, []byte(testSecret), "", claimsAt(clock.Now(), map[string]any{"aud": "crm"})))
+	require.NoError(t, err)
 }
 
 func TestVerifierRoleClaim(t *testing.T) {
