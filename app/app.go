@@ -103,7 +103,7 @@ func (a *App) init(ctx context.Context) error {
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.relay = events.NewRelay(events.RelayConfig{Dialect: dialect, Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Write)
 	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log}, a.db.Write)
-	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: a.relay.Notify}
+	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: a.relay.Notify, WriteTimeout: a.cfg.WriteTimeout}
 	if dialect == events.Postgres {
 		storeCfg.Writers = postgresWriters
 	}
@@ -332,6 +332,12 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	a.log.Info("herald listening", "addr", ln.Addr().String(), "database", string(a.db.Kind))
 	select {
 	case err := <-errc:
+		// The listener failed: let the requests in flight finish before
+		// the database closes under them.
+		sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+		_ = srv.Shutdown(sctx)
+		cancel()
+		cancelBase()
 		_ = a.Close()
 		return err
 	case <-ctx.Done():

@@ -31,6 +31,7 @@ type Config struct {
 	MaxBody             int64          // HERALD_MAX_BODY, default 1MiB
 	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
 	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
+	WriteTimeout        time.Duration  // HERALD_WRITE_TIMEOUT, default 10s
 	// DisableEvents turns event capture off. It is no setting: only the
 	// benchmark sets it, to measure what capture costs.
 	DisableEvents bool
@@ -121,6 +122,14 @@ var settings = []setting{
 		}
 		c.SQLiteSync = v
 		return nil
+	}},
+	{"HERALD_WRITE_TIMEOUT", "10s", "longest a write transaction may take (then 503)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.WriteTimeout = d
+		return err
 	}},
 	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)

@@ -6,6 +6,7 @@ package database
 
 import (
 	"context"
+	"database/sql/driver"
 	"fmt"
 	"net/url"
 	"strings"
@@ -156,7 +157,9 @@ func (d *DB) resetStatements(ctx context.Context, c *pgx.Conn) error {
 		return nil
 	}
 	if err := c.DeallocateAll(ctx); err != nil {
-		return err
+		// The server may still hold the old statements: use a fresh
+		// connection instead.
+		return driver.ErrBadConn
 	}
 	data[genKey] = want
 	return nil

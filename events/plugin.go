@@ -56,6 +56,9 @@ func (p *Plugin) Name() string { return "herald:events" }
 // Initialize implements gorm.Plugin.
 func (p *Plugin) Initialize(db *gorm.DB) error {
 	cb := db.Callback()
+	if err := cb.Create().Before("gorm:create").Register("herald:events_require_tx", p.requireTx); err != nil {
+		return err
+	}
 	if err := cb.Create().After("gorm:create").Register("herald:events_create", p.afterCreate); err != nil {
 		return err
 	}
@@ -79,9 +82,21 @@ func (p *Plugin) tracked(db *gorm.DB) bool {
 	return db.Error == nil && t != "" && !strings.HasPrefix(t, "herald_")
 }
 
+// requireTx refuses a write to a resource table outside a transaction:
+// the row and its event must commit together, or a crash between them
+// would lose the event.
+func (p *Plugin) requireTx(db *gorm.DB) {
+	if !p.tracked(db) {
+		return
+	}
+	if _, ok := db.Statement.ConnPool.(gorm.TxCommitter); !ok {
+		_ = db.AddError(fmt.Errorf("events: a write to %s must run in a transaction, so that the row and its event commit together", db.Statement.Table))
+	}
+}
+
 // captureOld reads the rows an update or delete is about to touch.
 func (p *Plugin) captureOld(db *gorm.DB) {
-	if !p.tracked(db) {
+	if p.requireTx(db); !p.tracked(db) {
 		return
 	}
 	where, ok := db.Statement.Clauses["WHERE"]
@@ -322,10 +337,25 @@ func Migrate(db *gorm.DB, dialect Dialect) error {
 	if err := db.AutoMigrate(&models.Event{}, &models.Dispatch{}); err != nil {
 		return fmt.Errorf("events: migrate: %w", err)
 	}
-	if dialect == Postgres {
-		if err := db.Exec("CREATE SEQUENCE IF NOT EXISTS herald_event_pos").Error; err != nil {
+	if dialect != Postgres {
+		return nil
+	}
+	// The sequence starts above every position already used (a log
+	// written before it existed), under the position lock so that no
+	// writer takes a value meanwhile.
+	return db.Transaction(func(tx *gorm.DB) error {
+		if err := tx.Exec("CREATE SEQUENCE IF NOT EXISTS herald_event_pos").Error; err != nil {
 			return fmt.Errorf("events: migrate: %w", err)
 		}
-	}
-	return nil
+		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", positionLockKey).Error; err != nil {
+			return fmt.Errorf("events: migrate: %w", err)
+		}
+		err := tx.Exec(`SELECT setval('herald_event_pos', GREATEST(
+  (SELECT COALESCE(MAX(id), 0) FROM herald_events), (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches),
+  (SELECT last_value FROM herald_event_pos), 1))`).Error
+		if err != nil {
+			return fmt.Errorf("events: migrate: seed positions: %w", err)
+		}
+		return nil
+	})
 }

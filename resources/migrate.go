@@ -416,7 +416,13 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 			if err := conn.Exec("PRAGMA foreign_keys=OFF").Error; err != nil {
 				return err
 			}
-			defer conn.Exec("PRAGMA foreign_keys=ON")
+			defer func() {
+				// On a context that cannot be cancelled: the one write
+				// connection must never stay without foreign keys.
+				if err := conn.WithContext(context.WithoutCancel(ctx)).Exec("PRAGMA foreign_keys=ON").Error; err != nil {
+					s.cfg.Logger.Error("resources: foreign keys could not be turned back on", "err", err)
+				}
+			}()
 			return conn.Transaction(run)
 		})
 	} else {

@@ -54,16 +54,18 @@ type StoreConfig struct {
 	// RefreshInterval is how often the store checks whether another
 	// instance changed the schema. Default 2s.
 	RefreshInterval time.Duration
+	// WriteTimeout bounds one write transaction (a request waiting for a
+	// lock held elsewhere gets 503 instead of waiting for ever). Default 10s.
+	WriteTimeout time.Duration
 }
 
 // Store serves the declared resources.
 type Store struct {
-	db      *database.DB
-	cfg     StoreConfig
-	schema  atomic.Pointer[Schema]
-	version atomic.Int64 // the registry version schema came from
-	check   *validator.Validate
-	w       *writer
+	db    *database.DB
+	cfg   StoreConfig
+	state atomic.Pointer[schemaState]
+	check *validator.Validate
+	w     *writer
 
 	mu          sync.Mutex
 	stopRefresh chan struct{}
@@ -87,9 +89,12 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 2 * time.Second
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
 	s := &Store{db: db, cfg: cfg, check: validator.New()}
 	s.setSchema(&Schema{}, 0)
-	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.TxHook, cfg.OnCommit, cfg.Logger)
+	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.WriteTimeout, cfg.TxHook, cfg.OnCommit, cfg.Logger)
 	return s
 }
 
@@ -121,12 +126,30 @@ func (s *Store) Stop() {
 // DB returns the database the store runs on.
 func (s *Store) DB() *database.DB { return s.db }
 
-// Schema returns the applied schema. Callers must not modify it.
-func (s *Store) Schema() *Schema { return s.schema.Load() }
+// schemaState is the applied schema and the registry version it came from,
+// swapped together.
+type schemaState struct {
+	schema  *Schema
+	version int
+}
 
+// Schema returns the applied schema. Callers must not modify it.
+func (s *Store) Schema() *Schema { return s.state.Load().schema }
+
+// setSchema installs a schema unless a newer version is already in place
+// (a refresh that read the registry before a local import committed must
+// not undo it).
 func (s *Store) setSchema(sc *Schema, version int) {
-	s.schema.Store(sc)
-	s.version.Store(int64(version))
+	next := &schemaState{schema: sc, version: version}
+	for {
+		cur := s.state.Load()
+		if cur != nil && cur.version > version {
+			return
+		}
+		if s.state.CompareAndSwap(cur, next) {
+			return
+		}
+	}
 }
 
 // Load reads the stored schema into memory, for a start without a file.
@@ -147,7 +170,7 @@ func (s *Store) Refresh(ctx context.Context) error {
 	if err := s.db.Read.WithContext(ctx).Raw("SELECT COALESCE(MAX(version), 0) FROM herald_registry").Scan(&stored).Error; err != nil {
 		return fmt.Errorf("resources: read registry version: %w", err)
 	}
-	if stored == s.version.Load() {
+	if stored == int64(s.state.Load().version) {
 		return nil
 	}
 	if err := s.Load(ctx); err != nil {

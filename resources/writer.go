@@ -39,6 +39,7 @@ type writer struct {
 	db       *gorm.DB
 	maxBatch int
 	loops    int
+	timeout  time.Duration
 	hook     TxHook
 	onCommit func()
 	log      *slog.Logger
@@ -55,8 +56,8 @@ type writer struct {
 // events package buffers events on the handle and flushes them there).
 type TxHook func(tx *gorm.DB) (wrapped *gorm.DB, beforeCommit func() error)
 
-func newWriter(db *gorm.DB, maxBatch, loops int, hook TxHook, onCommit func(), log *slog.Logger) *writer {
-	return &writer{db: db, maxBatch: maxBatch, loops: loops, hook: hook, onCommit: onCommit, log: log,
+func newWriter(db *gorm.DB, maxBatch, loops int, timeout time.Duration, hook TxHook, onCommit func(), log *slog.Logger) *writer {
+	return &writer{db: db, maxBatch: maxBatch, loops: loops, timeout: timeout, hook: hook, onCommit: onCommit, log: log,
 		ops: make(chan *writeOp, 4*maxBatch)}
 }
 
@@ -156,49 +157,46 @@ func (w *writer) run(batch []*writeOp) {
 	}
 	for len(live) > 0 {
 		failed, err := w.try(live)
-		if failed >= 0 && transient(err) {
-			// Not the op's fault: the batch met another transaction's
+		var ce *commitError
+		switch {
+		case err == nil:
+			for _, op := range live {
+				op.done <- nil
+			}
+			if w.onCommit != nil {
+				w.onCommit()
+			}
+			return
+		case transient(err):
+			// Not any op's fault: the batch met another transaction's
 			// locks in the opposite order (a deadlock). Each op alone
 			// holds the fewest locks; retry it that way.
 			for _, op := range live {
 				w.runAlone(op)
 			}
 			return
-		}
-		if failed >= 0 {
+		case failed >= 0:
 			live[failed].done <- err
 			live = slices.Delete(live, failed, failed+1)
-			continue
-		}
-		var ce *commitError
-		if errors.As(err, &ce) {
-			// The connection may have failed after the database committed:
-			// the outcome is unknown, so re-running could answer 409 for a
-			// write that landed. Say so instead.
+		case errors.As(err, &ce):
+			// The connection failed during COMMIT: the database may have
+			// committed, so re-running could answer 409 for writes that
+			// landed. Say so instead.
 			for _, op := range live {
 				op.done <- fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 			}
 			return
-		}
-		if err != nil {
-			// The event flush failed: run each op alone so that one bad op
-			// cannot fail the others.
-			if len(live) == 1 {
-				live[0].done <- err
-				return
-			}
+		case len(live) == 1:
+			live[0].done <- err
+			return
+		default:
+			// The event flush or the commit failed for the batch: run each
+			// op alone so that one bad op cannot fail the others.
 			for _, op := range live {
 				w.run([]*writeOp{op})
 			}
 			return
 		}
-		for _, op := range live {
-			op.done <- nil
-		}
-		if w.onCommit != nil {
-			w.onCommit()
-		}
-		return
 	}
 }
 
@@ -257,24 +255,26 @@ func transient(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
 }
 
-// try runs the ops in one transaction. It returns the index of the op that
-// failed and its error, or -1 and the commit's error.
+// try runs the ops in one transaction under the writer's timeout. It
+// returns the index of the op that failed and its error, or -1 and the
+// error of the flush or commit (a *commitError when the connection failed
+// during COMMIT, so the outcome is unknown).
 func (w *writer) try(ops []*writeOp) (failed int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), w.timeout)
+	defer cancel()
+	deadline, _ := ctx.Deadline()
 	var tx *gorm.DB
+	failed = -1
 	defer func() {
 		if p := recover(); p != nil {
 			if tx != nil {
 				tx.Rollback()
 			}
-			w.log.Error("resources: write op panicked", "panic", p)
+			w.log.Error("resources: write panicked", "panic", p)
 			err = fmt.Errorf("resources: write panicked: %v", p)
-			if failed < 0 {
-				failed = 0
-			}
 		}
 	}()
-	failed = -1
-	tx = w.db.Begin()
+	tx = w.db.WithContext(ctx).Begin()
 	if tx.Error != nil {
 		return -1, fmt.Errorf("resources: begin: %w", tx.Error)
 	}
@@ -284,7 +284,12 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 	}
 	for i, op := range ops {
 		failed = i
-		if err := op.fn(run.WithContext(context.WithoutCancel(op.ctx))); err != nil {
+		// The op's statements carry its request's values (principal,
+		// trace) and the batch's deadline, not the request's cancellation.
+		opCtx, opCancel := context.WithDeadline(context.WithoutCancel(op.ctx), deadline)
+		err := op.fn(run.WithContext(opCtx))
+		opCancel()
+		if err != nil {
 			tx.Rollback()
 			return i, err
 		}
@@ -295,6 +300,11 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 		return -1, fmt.Errorf("resources: before commit: %w", err)
 	}
 	if err := tx.Commit().Error; err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			// The server answered: it certainly rolled back.
+			return -1, fmt.Errorf("resources: commit: %w", err)
+		}
 		return -1, &commitError{err}
 	}
 	return -1, nil
