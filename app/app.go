@@ -147,7 +147,7 @@ func (a *App) init(ctx context.Context) error {
 		}
 		apiCfg.Verifier = a.verifier
 	}
-	a.server, err = api.New(apiCfg, a.store, events.NewAudit(a.db.Read, dialect))
+	a.server, err = api.New(apiCfg, a.store, events.NewAudit(a.db.Read))
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,10 @@ import (
 )
 
 // Audit reads the event log for the audit API and record history.
-type Audit struct {
-	db      *gorm.DB
-	dialect Dialect
-}
+type Audit struct{ db *gorm.DB }
 
 // NewAudit returns a reader on the read handle db.
-func NewAudit(db *gorm.DB, dialect Dialect) *Audit { return &Audit{db: db, dialect: dialect} }
+func NewAudit(db *gorm.DB) *Audit { return &Audit{db: db} }
 
 // QueryError is a bad audit query parameter (400).
 type QueryError struct{ Param, Message string }
