@@ -1,10 +1,8 @@
 package events_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -49,41 +47,13 @@ func admin(t testing.TB, env *apptest.Env, method, path string, body any, header
 	return do(t, env, method, path, body, apptest.AdminKey, headers...)
 }
 
-// send is the goroutine-safe core of do: it reports errors instead of
-// failing a test.
+// send is apptest.Send with the answer spread out, for goroutines.
 func send(client *http.Client, base, method, path string, body any, token string, headers ...string) (int, http.Header, []byte, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = bytes.NewBufferString(b)
-	default:
-		raw, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, nil, err
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, base+path, rd)
+	resp, err := apptest.Send(client, base, method, path, body, token, headers...)
 	if err != nil {
 		return 0, nil, nil, err
 	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, raw, err
+	return resp.Status, resp.Header, resp.Body, nil
 }
 
 // page is the audit API's answer, decoded twice: typed, and raw so tests

@@ -95,6 +95,16 @@ func (r *Response) JSON() map[string]any {
 // JSON-encoded otherwise (nil sends none). token "" sends no Authorization.
 func (e *Env) Do(method, path string, body any, token string, headers ...string) *Response {
 	e.T.Helper()
+	resp, err := Send(e.Server.Client(), e.Server.URL, method, path, body, token, headers...)
+	if err != nil {
+		e.T.Fatalf("apptest: %s %s: %v", method, path, err)
+	}
+	return resp
+}
+
+// Send is Do for any client and base URL (another instance, say). It
+// reports errors instead of failing the test, so goroutines may call it.
+func Send(client *http.Client, base, method, path string, body any, token string, headers ...string) (*Response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -105,13 +115,13 @@ func (e *Env) Do(method, path string, body any, token string, headers ...string)
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			e.T.Fatal(err)
+			return nil, err
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, e.Server.URL+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
-		e.T.Fatal(err)
+		return nil, err
 	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -122,13 +132,13 @@ func (e *Env) Do(method, path string, body any, token string, headers ...string)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := e.Server.Client().Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		e.T.Fatalf("apptest: %s %s: %v", method, path, err)
+		return nil, err
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	raw, err := io.ReadAll(resp.Body)
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}, err
 }
 
 // Admin sends a request with the admin key.
