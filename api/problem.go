@@ -11,6 +11,7 @@ import (
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // problemBase prefixes the problem "type" URIs.
@@ -50,6 +51,7 @@ func toProblem(err error) (*Problem, bool) {
 		mbe  *http.MaxBytesError
 		body *bodyError
 		eqe  *events.QueryError
+		wbe  *webhooks.BodyError
 	)
 	switch {
 	case errors.As(err, &p):
@@ -59,6 +61,8 @@ func toProblem(err error) (*Problem, bool) {
 			"the body exceeds HERALD_MAX_BODY"), false
 	case errors.As(err, &body):
 		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", body.msg), false
+	case errors.As(err, &wbe):
+		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", wbe.Message), false
 	case errors.As(err, &ve):
 		pr := newProblem(http.StatusUnprocessableEntity, "validation", "Invalid record", "one or more fields are invalid")
 		pr.Errors = ve.Problems

@@ -31,6 +31,7 @@ import (
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 // Config configures the HTTP server.
@@ -58,6 +59,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Propagator reads traceparent. Default: W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
+	// Webhooks serves the webhook admin API. Required to serve it; the
+	// routes exist either way (the OpenAPI test lists them).
+	Webhooks *webhooks.Service
 	// Ready reports whether the server can serve (database reachable,
 	// schema applied). Default: always ready.
 	Ready func(ctx context.Context) error
@@ -138,6 +142,8 @@ func (s *Server) routes() {
 	audit := e.Group("/v1/_events", s.requireAdmin)
 	audit.GET("", s.listEvents)
 	audit.GET("/:eventId", s.getEvent)
+
+	s.webhookRoutes()
 
 	e.GET("/v1/:resource", s.list)
 	e.POST("/v1/:resource", s.create)

@@ -29,6 +29,7 @@ import (
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/resources"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 var _ api.TokenVerifier = (*auth.Verifier)(nil)
@@ -47,7 +48,13 @@ type App struct {
 	metrics   *prometheus.Registry
 	relay     *events.Relay
 	retention *events.Retention
+	queue     *webhooks.Queue
+	webhooks  *webhooks.Service
 }
+
+// Version is Herald's version, sent in webhooks' User-Agent
+// (Herald/<version>). Release builds set it with -ldflags "-X".
+var Version = "dev"
 
 // Options are New's dependencies beyond the configuration.
 type Options struct {
@@ -84,7 +91,7 @@ func (a *App) init(ctx context.Context) error {
 	if a.db.Kind == database.Postgres {
 		dialect = events.Postgres
 	}
-	if err := a.migrateOwnTables(ctx, dialect); err != nil {
+	if err := a.migrateOwnTables(ctx); err != nil {
 		return err
 	}
 	var err error
@@ -101,17 +108,15 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.metrics = prometheus.NewRegistry()
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	a.relay = events.NewRelay(events.RelayConfig{Dialect: dialect, Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Write)
-	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log}, a.db.Write)
-	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: a.relay.Notify, WriteTimeout: a.cfg.WriteTimeout}
+	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: func() { a.relay.Notify() }, WriteTimeout: a.cfg.WriteTimeout}
 	if dialect == events.Postgres {
 		storeCfg.Writers = postgresWriters
 	}
 	if !a.cfg.DisableEvents {
-		storeCfg.TxHook = func(tx *gorm.DB) (*gorm.DB, func() error) {
+		storeCfg.TxHooks = []resources.TxHook{func(tx *gorm.DB) (*gorm.DB, func() error) {
 			run, buf := events.Buffered(tx, dialect)
 			return run, func() error { return buf.Flush(run) }
-		}
+		}}
 	}
 	a.store = resources.NewStore(storeCfg, a.db)
 	if !a.cfg.DisableEvents {
@@ -119,6 +124,14 @@ func (a *App) init(ctx context.Context) error {
 			return fmt.Errorf("app: events plugin: %w", err)
 		}
 	}
+	guard := &webhooks.Guard{AllowPrivate: a.cfg.WebhookAllowPrivate}
+	a.queue = webhooks.NewQueue(webhooks.QueueConfig{Guard: guard, UserAgent: "Herald/" + Version, TracerProvider: a.tracer,
+		Logger: a.log, Metrics: webhooks.NewMetrics(a.metrics)}, a.db.Read, a.store, a.db.Kind)
+	a.webhooks = webhooks.NewService(a.store, guard, a.queue, nil)
+	a.relay = events.NewRelay(events.RelayConfig{Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Read, a.store,
+		webhooks.NewDispatcher(a.db.Read, a.db.Kind, a.queue, nil))
+	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log,
+		Holds: []events.Holder{a.webhooks}}, a.db.Write)
 	if err := a.loadSchema(ctx); err != nil {
 		return err
 	}
@@ -137,6 +150,7 @@ func (a *App) init(ctx context.Context) error {
 		CORSOrigins:    a.cfg.CORSOrigins,
 		TracerProvider: a.tracer,
 		Propagator:     propagator(),
+		Webhooks:       a.webhooks,
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{
@@ -152,7 +166,11 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	a.store.Start()
-	a.relay.Start()
+	if err := a.relay.Start(ctx); err != nil {
+		a.store.Stop()
+		return err
+	}
+	a.queue.Start()
 	a.retention.Start()
 	return nil
 }
@@ -167,8 +185,9 @@ const postgresWriters = 4
 // the schema migration's lock, which is taken later on another connection.
 const bootstrapLockKey = 0x68626f6f74
 
-// migrateOwnTables creates Herald's tables (registry, settings, events).
-func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) error {
+// migrateOwnTables applies the steps of Herald's own tables' history that
+// the database lacks (migrations.go).
+func (a *App) migrateOwnTables(ctx context.Context) error {
 	return a.db.Write.WithContext(ctx).Connection(func(conn *gorm.DB) error {
 		if a.db.Kind == database.Postgres {
 			if err := conn.Exec("SELECT pg_advisory_lock(?)", bootstrapLockKey).Error; err != nil {
@@ -176,10 +195,7 @@ func (a *App) migrateOwnTables(ctx context.Context, dialect events.Dialect) erro
 			}
 			defer conn.Exec("SELECT pg_advisory_unlock(?)", bootstrapLockKey)
 		}
-		if err := conn.AutoMigrate(&models.Registry{}, &models.Setting{}); err != nil {
-			return fmt.Errorf("app: migrate herald tables: %w", err)
-		}
-		return events.Migrate(conn, dialect)
+		return database.Migrate(ctx, conn, a.db.Kind, migrations())
 	})
 }
 
@@ -287,16 +303,21 @@ func (a *App) Store() *resources.Store { return a.store }
 // DB is the open database.
 func (a *App) DB() *database.DB { return a.db }
 
-// Relay is the outbox relay; consumers register on it before Start.
+// Relay is the outbox relay.
 func (a *App) Relay() *events.Relay { return a.relay }
 
+// Queue is the webhook delivery queue.
+func (a *App) Queue() *webhooks.Queue { return a.queue }
+
 // Close stops the services and closes the database; safe to call twice.
-// Queued writes finish first; events not yet dispatched stay in the log
-// and are dispatched at the next start.
+// Deliveries in flight are handed back to the queue, queued writes
+// finish; events not yet dispatched stay in the log and are dispatched at
+// the next start.
 func (a *App) Close() error {
-	a.store.Stop()
-	a.retention.Stop()
+	a.queue.Stop()
 	a.relay.Stop()
+	a.retention.Stop()
+	a.store.Stop()
 	if a.verifier != nil {
 		a.verifier.Close()
 	}

@@ -230,7 +230,7 @@ func TestRelayDeliversInOrderAtLeastOnce(t *testing.T) {
 				failed  [][]int64
 				batches [][]events.Event
 			)
-			consumer := events.ConsumerFunc(func(ctx context.Context, batch []events.Event) error {
+			consumer := events.NewConsumerFunc("test", func(ctx context.Context, batch []events.Event) error {
 				mu.Lock()
 				defer mu.Unlock()
 				calls++
@@ -241,15 +241,10 @@ func TestRelayDeliversInOrderAtLeastOnce(t *testing.T) {
 				batches = append(batches, batch)
 				return nil
 			})
-			dialect := events.SQLite
-			if kind == database.Postgres {
-				dialect = events.Postgres
-			}
-			relay := events.NewRelay(events.RelayConfig{Dialect: dialect, BatchSize: batchSize, PollInterval: 20 * time.Millisecond,
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, env.App.DB().Write)
-			relay.Register(consumer)
-			relay.Start()
-			relay.Start() // safe twice
+			relay := events.NewRelay(events.RelayConfig{BatchSize: batchSize, PollInterval: 20 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, env.App.DB().Read, env.App.Store(), consumer)
+			require.NoError(t, relay.Start(context.Background()))
+			require.NoError(t, relay.Start(context.Background())) // safe twice
 			t.Cleanup(relay.Stop)
 
 			waitUntil(t, 30*time.Second, func() bool {

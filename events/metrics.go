@@ -11,6 +11,7 @@ type Metrics struct {
 	Recorded        *prometheus.CounterVec
 	OutboxLag       prometheus.Gauge
 	DispatchLatency prometheus.Histogram
+	ConsumerLag     *prometheus.GaugeVec
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -29,8 +30,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from an event's commit-time capture to its dispatch to consumers.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_consumer_lag_events",
+			Help: "Positions between the newest event and a durable consumer's cursor, by consumer.",
+		}, []string{"consumer"}),
 	}
-	reg.MustRegister(m.Recorded, m.OutboxLag, m.DispatchLatency)
+	reg.MustRegister(m.Recorded, m.OutboxLag, m.DispatchLatency, m.ConsumerLag)
 	return m
 }
 

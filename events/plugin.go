@@ -1,6 +1,7 @@
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,7 +10,6 @@ import (
 	"github.com/google/uuid"
 	"gorm.io/gorm"
 
-	"github.com/herald-dev/herald/models"
 )
 
 // Decoder turns a row scanned from a table (or the column values a create
@@ -206,17 +206,11 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 		row = old
 	}
 	id, _ := row["id"].(string)
-	info := RequestInfoFrom(db.Statement.Context)
-	userID, _ := info.SessionVariables["userId"].(string)
-	dataJSON, err := json.Marshal(data)
+	ev, err := newPending(db.Statement.Context, table+"."+op, table, id, data, p.now())
 	if err != nil {
-		_ = db.AddError(fmt.Errorf("events: encode data: %w", err))
+		_ = db.AddError(err)
 		return
 	}
-	sessJSON, _ := json.Marshal(info.SessionVariables)
-	traceJSON, _ := json.Marshal(info.Trace)
-	ev := pendingEvent{uuid.Must(uuid.NewV7()).String(), table + "." + op, table, id, userID,
-		p.now().UTC().Truncate(time.Microsecond), string(dataJSON), string(sessJSON), string(traceJSON)}
 	if v, ok := db.Get(bufferKey); ok {
 		buf := v.(*Buffer)
 		buf.events = append(buf.events, ev)
@@ -225,6 +219,21 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 	if err := insertEvents(db.Session(&gorm.Session{NewDB: true, SkipHooks: true}), p.dialect, []pendingEvent{ev}); err != nil {
 		_ = db.AddError(err)
 	}
+}
+
+// newPending builds the row of an event, with the session variables and
+// trace context that ctx carries.
+func newPending(ctx context.Context, typ, resource, id string, data Data, now time.Time) (pendingEvent, error) {
+	info := RequestInfoFrom(ctx)
+	userID, _ := info.SessionVariables["userId"].(string)
+	dataJSON, err := json.Marshal(data)
+	if err != nil {
+		return pendingEvent{}, fmt.Errorf("events: encode data: %w", err)
+	}
+	sessJSON, _ := json.Marshal(info.SessionVariables)
+	traceJSON, _ := json.Marshal(info.Trace)
+	return pendingEvent{uuid.Must(uuid.NewV7()).String(), typ, resource, id, userID,
+		now.UTC().Truncate(time.Microsecond), string(dataJSON), string(sessJSON), string(traceJSON)}, nil
 }
 
 // pendingEvent is an event row waiting for its position.
@@ -331,31 +340,41 @@ func (b *Buffer) Flush(tx *gorm.DB) error {
 	return err
 }
 
-// Migrate creates the event tables, their indexes and, on PostgreSQL, the
-// position sequence.
-func Migrate(db *gorm.DB, dialect Dialect) error {
-	if err := db.AutoMigrate(&models.Event{}, &models.Dispatch{}); err != nil {
-		return fmt.Errorf("events: migrate: %w", err)
+// NewEvent is an event of a type the plugin does not record itself
+// (R.manual, R.classified), added by another package to a write
+// transaction with Append.
+type NewEvent struct {
+	// Type is the full event type, e.g. "orders.manual".
+	Type       string
+	Resource   string
+	ResourceID string
+	Data       Data
+}
+
+// Append adds e to tx's transaction: it is buffered with the plugin's own
+// events and takes its position at the flush, like every other event, so
+// it commits (or rolls back) with the transaction. Session variables and
+// trace context come from tx's context, as for captured events. tx must be
+// a handle of the write path (buffered); Append returns the eventId.
+func Append(tx *gorm.DB, e NewEvent) (string, error) {
+	v, ok := tx.Get(bufferKey)
+	if !ok {
+		return "", fmt.Errorf("events: append %s: not a write-path transaction", e.Type)
 	}
-	if dialect != Postgres {
-		return nil
+	if e.Data.Changes.Added == nil {
+		e.Data.Changes.Added = []string{}
 	}
-	// The sequence starts above every position already used (a log
-	// written before it existed), under the position lock so that no
-	// writer takes a value meanwhile.
-	return db.Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec("CREATE SEQUENCE IF NOT EXISTS herald_event_pos").Error; err != nil {
-			return fmt.Errorf("events: migrate: %w", err)
-		}
-		if err := tx.Exec("SELECT pg_advisory_xact_lock(?)", positionLockKey).Error; err != nil {
-			return fmt.Errorf("events: migrate: %w", err)
-		}
-		err := tx.Exec(`SELECT setval('herald_event_pos', GREATEST(
-  (SELECT COALESCE(MAX(id), 0) FROM herald_events), (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches),
-  (SELECT last_value FROM herald_event_pos), 1))`).Error
-		if err != nil {
-			return fmt.Errorf("events: migrate: seed positions: %w", err)
-		}
-		return nil
-	})
+	if e.Data.Changes.Updated == nil {
+		e.Data.Changes.Updated = []string{}
+	}
+	if e.Data.Changes.Removed == nil {
+		e.Data.Changes.Removed = []string{}
+	}
+	ev, err := newPending(tx.Statement.Context, e.Type, e.Resource, e.ResourceID, e.Data, time.Now())
+	if err != nil {
+		return "", err
+	}
+	buf := v.(*Buffer)
+	buf.events = append(buf.events, ev)
+	return ev.eventID, nil
 }

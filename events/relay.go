@@ -13,34 +13,68 @@ import (
 	"github.com/herald-dev/herald/models"
 )
 
-// Consumer receives committed events. The relay calls Consume from one
-// goroutine with batches in log order (increasing ids), each event at
-// least once: a batch is marked dispatched only after every consumer
-// returned nil, so after a crash or an error the same events come again.
-// Consume must return promptly (queue work, don't do it) and honour ctx.
+// Consumer is a durable reader of the event log (webhook dispatch; later
+// classification schedules, a broker stream). Each consumer has a cursor of
+// its own in herald_consumers and reads the log at its own pace: one
+// consumer's failure or slowness never stalls or re-sends another's work.
+//
+// The relay calls Consume from one goroutine per consumer, with the events
+// after the consumer's cursor in log order, outside any transaction:
+// Consume does the slow work there (matching, encoding) and returns apply,
+// which the relay runs in ONE write transaction of the write path together
+// with the cursor's advance past the batch. What the consumer stores and
+// its cursor therefore commit together, or not at all; a batch whose
+// Consume or apply fails comes again after a backoff. apply may run more
+// than once (the write path re-runs a batch of transactions without a
+// failed one) and must be idempotent, e.g. inserts keyed on the event. A
+// nil apply stores nothing but the cursor.
 type Consumer interface {
-	Consume(ctx context.Context, batch []Event) error
+	// Name keys the cursor; it must not change across restarts.
+	Name() string
+	Consume(ctx context.Context, batch []Event) (apply func(tx *gorm.DB) error, err error)
 }
 
-// ConsumerFunc adapts a function to Consumer.
-type ConsumerFunc func(ctx context.Context, batch []Event) error
+// Committer is implemented by a Consumer that wants to know when a batch it
+// stored has committed (to wake the workers that act on it). Committed is
+// called from the consumer's relay goroutine and must not block.
+type Committer interface{ Committed() }
 
-// Consume implements Consumer.
-func (f ConsumerFunc) Consume(ctx context.Context, batch []Event) error { return f(ctx, batch) }
+// Writer runs fn in a write transaction through the write path requests
+// use (resources.Store.Write). It must be safe for concurrent use.
+type Writer interface {
+	Write(ctx context.Context, fn func(tx *gorm.DB) error) error
+}
+
+// NewConsumerFunc returns a consumer named name that calls fn with each
+// batch and stores nothing of its own: the cursor advances once fn returns
+// nil. For consumers that keep their state outside the database (tests,
+// in-memory caches).
+func NewConsumerFunc(name string, fn func(ctx context.Context, batch []Event) error) Consumer {
+	return &funcConsumer{name, fn}
+}
+
+type funcConsumer struct {
+	name string
+	fn   func(ctx context.Context, batch []Event) error
+}
+
+func (c *funcConsumer) Name() string { return c.name }
+
+func (c *funcConsumer) Consume(ctx context.Context, batch []Event) (func(*gorm.DB) error, error) {
+	return nil, c.fn(ctx, batch)
+}
 
 // RelayConfig configures the relay.
 type RelayConfig struct {
-	// Dialect of the database (SQLite or Postgres).
-	Dialect Dialect
-	// BatchSize is how many events one dispatch reads. Default 500.
+	// BatchSize is how many events one consumer step reads. Default 500.
 	BatchSize int
-	// PollInterval is how often the relay looks for events it was not woken
-	// for: committed by another instance, or before a crash. Default 1s.
+	// PollInterval is how often each consumer looks for events it was not
+	// woken for: committed by another instance, or before a crash.
+	// Default 1s.
 	PollInterval time.Duration
-	// MinInterval is the least time between the starts of two dispatch
-	// runs. A relay idle for longer runs as soon as it is woken; a busy one
-	// gathers the commits of this interval into one run instead of running
-	// after every commit. Default 5ms.
+	// MinInterval is the least time between the starts of two steps of one
+	// consumer. An idle consumer runs as soon as it is woken; a busy one
+	// gathers the commits of this interval into one step. Default 5ms.
 	MinInterval time.Duration
 	// QueryTimeout bounds each database call. Default 10s.
 	QueryTimeout time.Duration
@@ -52,26 +86,31 @@ type RelayConfig struct {
 	Metrics *Metrics
 }
 
-// relayLockKey is the PostgreSQL advisory lock held by the one instance
-// that dispatches at a time ("hrelay").
-const relayLockKey = 0x68726c6179
-
-// Relay moves committed events from the log to the consumers and marks
-// them dispatched.
+// Relay hands committed events to its consumers, each from its own cursor,
+// and keeps the dispatch watermark: the position up to which every consumer
+// has taken the log, which is where events' dispatchedAt comes from.
+//
+// Several instances may run relays on one PostgreSQL: a consumer's step
+// advances its cursor with a compare-and-set, so when two instances take
+// the same batch one commits and the other rolls back and re-reads the
+// cursor. Nothing a consumer stores is committed twice.
 type Relay struct {
 	cfg       RelayConfig
-	db        *gorm.DB
+	read      *gorm.DB
+	write     Writer
 	consumers []Consumer
-	wake      chan struct{}
+	names     []string
+	wakes     []chan struct{}
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
-	done    chan struct{}
+	wg      sync.WaitGroup
 	started bool
 }
 
-// NewRelay returns a relay on the write handle db.
-func NewRelay(cfg RelayConfig, db *gorm.DB) *Relay {
+// NewRelay returns a relay that reads the log on read and stores through
+// write, for the given consumers (fixed for the relay's life).
+func NewRelay(cfg RelayConfig, read *gorm.DB, write Writer, consumers ...Consumer) *Relay {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 500
 	}
@@ -90,35 +129,55 @@ func NewRelay(cfg RelayConfig, db *gorm.DB) *Relay {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Relay{cfg: cfg, db: db, wake: make(chan struct{}, 1)}
+	r := &Relay{cfg: cfg, read: read, write: write, consumers: consumers}
+	for _, c := range consumers {
+		r.names = append(r.names, c.Name())
+		r.wakes = append(r.wakes, make(chan struct{}, 1))
+	}
+	return r
 }
 
-// Register adds a consumer. Call it before Start.
-func (r *Relay) Register(c Consumer) { r.consumers = append(r.consumers, c) }
-
-// Notify wakes the relay: events were just committed. It never blocks.
+// Notify wakes every consumer: events were just committed. It never blocks.
 func (r *Relay) Notify() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	for _, w := range r.wakes {
+		select {
+		case w <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// Start runs the relay until Stop; safe to call twice.
-func (r *Relay) Start() {
+// Start creates the cursors that do not exist yet and runs one loop per
+// consumer until Stop; safe to call twice. A new consumer starts at the
+// dispatch watermark: it takes what is committed from now on, not the
+// history.
+func (r *Relay) Start(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.started {
-		return
+		return nil
+	}
+	for _, name := range r.names {
+		err := r.write.Write(ctx, func(tx *gorm.DB) error {
+			return tx.Exec(`INSERT INTO herald_consumers (name, position, updated_at)
+  SELECT ?, COALESCE(MAX(id), 0), ? FROM herald_dispatches WHERE true ON CONFLICT (name) DO NOTHING`, name, r.cfg.Now().UTC()).Error
+		})
+		if err != nil {
+			return fmt.Errorf("events: create cursor %s: %w", name, err)
+		}
 	}
 	r.started = true
-	ctx, cancel := context.WithCancel(context.Background())
-	r.cancel, r.done = cancel, make(chan struct{})
-	go r.loop(ctx, r.done)
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	for i := range r.consumers {
+		r.wg.Add(1)
+		go r.loop(lctx, i)
+	}
+	return nil
 }
 
-// Stop stops the relay and waits for the dispatch in flight; safe to call
-// twice. Undispatched events stay in the log for the next start.
+// Stop stops the loops and waits for the steps in flight; safe to call
+// twice. Events not yet taken stay in the log for the next start.
 func (r *Relay) Stop() {
 	r.mu.Lock()
 	if !r.started {
@@ -127,13 +186,12 @@ func (r *Relay) Stop() {
 	}
 	r.started = false
 	r.cancel()
-	done := r.done
 	r.mu.Unlock()
-	<-done
+	r.wg.Wait()
 }
 
-func (r *Relay) loop(ctx context.Context, done chan struct{}) {
-	defer close(done)
+func (r *Relay) loop(ctx context.Context, i int) {
+	defer r.wg.Done()
 	ticker := time.NewTicker(r.cfg.PollInterval)
 	defer ticker.Stop()
 	backoff := time.Duration(0)
@@ -143,7 +201,7 @@ func (r *Relay) loop(ctx context.Context, done chan struct{}) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake:
+		case <-r.wakes[i]:
 		case <-ticker.C:
 			tick = true
 		}
@@ -156,27 +214,31 @@ func (r *Relay) loop(ctx context.Context, done chan struct{}) {
 			}
 		}
 		lastRun = time.Now()
-		err := r.drain(ctx, tick)
+		err := r.drain(ctx, i, tick)
 		if err != nil && ctx.Err() == nil {
 			backoff = min(max(2*backoff, 100*time.Millisecond), 10*time.Second)
-			r.cfg.Logger.Error("events: relay", "err", err, "retryIn", backoff)
-			r.Notify()
+			r.cfg.Logger.Error("events: relay", "consumer", r.names[i], "err", err, "retryIn", backoff)
+			select {
+			case r.wakes[i] <- struct{}{}:
+			default:
+			}
 			continue
 		}
 		backoff = 0
 	}
 }
 
-// drain dispatches until the log has nothing undispatched, then, when
-// asked, measures the outbox lag. A panic becomes an error.
-func (r *Relay) drain(ctx context.Context, measure bool) (err error) {
+// drain runs steps of consumer i until it has caught up, then, on a poll
+// tick, catches up the watermark and measures the lags. A panic becomes an
+// error.
+func (r *Relay) drain(ctx context.Context, i int, tick bool) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("events: relay panicked: %v", p)
 		}
 	}()
 	for ctx.Err() == nil {
-		n, err := r.DispatchOnce(ctx)
+		n, err := r.step(ctx, i)
 		if err != nil {
 			return err
 		}
@@ -184,111 +246,151 @@ func (r *Relay) drain(ctx context.Context, measure bool) (err error) {
 			break
 		}
 	}
-	if measure {
-		return r.observeLag(ctx)
+	if tick {
+		return r.maintain(ctx, i)
 	}
 	return nil
 }
 
-// watermark is the id up to which events are dispatched.
-func watermark(tx *gorm.DB) (int64, error) {
-	var mark int64
-	if err := tx.Raw("SELECT COALESCE(MAX(id), 0) FROM herald_dispatches").Scan(&mark).Error; err != nil {
-		return 0, fmt.Errorf("events: read watermark: %w", err)
+// errCursorMoved means another instance advanced the cursor first.
+var errCursorMoved = errors.New("events: another instance advanced the cursor")
+
+// Step runs one step of every consumer: each takes at most one batch. It
+// returns how many events the consumers took in all. For tests and tools;
+// Start runs steps on its own.
+func (r *Relay) Step(ctx context.Context) (int, error) {
+	total := 0
+	for i := range r.consumers {
+		n, err := r.step(ctx, i)
+		total += n
+		if err != nil {
+			return total, err
+		}
 	}
-	return mark, nil
+	return total, nil
 }
 
-// errNotLeader means another instance holds the relay lock.
-var errNotLeader = errors.New("events: another instance is relaying")
-
-// DispatchOnce hands one batch of undispatched events to the consumers and
-// marks it dispatched. It returns how many events it dispatched.
-func (r *Relay) DispatchOnce(ctx context.Context) (int, error) {
+// step hands consumer i the batch after its cursor and stores the result
+// with the advanced cursor. It returns the batch's size.
+func (r *Relay) step(ctx context.Context, i int) (int, error) {
+	c, name := r.consumers[i], r.names[i]
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
-	var n int
-	err := r.db.WithContext(qctx).Transaction(func(tx *gorm.DB) error {
-		if r.cfg.Dialect == Postgres {
-			// Losing a dispatched mark in a crash only means the events go
-			// out again, which at-least-once allows; so the mark need not
-			// wait for its own fsync.
-			if err := tx.Exec("SET LOCAL synchronous_commit = off").Error; err != nil {
-				return err
-			}
-			var got bool
-			if err := tx.Raw("SELECT pg_try_advisory_xact_lock(?)", relayLockKey).Scan(&got).Error; err != nil {
-				return err
-			}
-			if !got {
-				return errNotLeader
-			}
-		}
-		mark, err := watermark(tx)
-		if err != nil {
-			return err
-		}
-		var rows []models.Event
-		sel := tx.Where("id > ?", mark).Order("id").Limit(r.cfg.BatchSize)
-		if len(r.consumers) == 0 {
-			// Nobody reads the payloads: the metrics need only these.
-			sel = sel.Select("id", "event_type", "created_at")
-		}
-		if err := sel.Find(&rows).Error; err != nil {
-			return fmt.Errorf("events: read undispatched: %w", err)
-		}
-		if len(rows) == 0 {
-			return nil
-		}
-		batch := make([]Event, len(rows))
-		ids := make([]int64, len(rows))
-		for i := range rows {
-			ids[i] = rows[i].ID
-			if len(r.consumers) == 0 {
-				batch[i] = Event{ID: rows[i].ID, EventType: rows[i].EventType, CreatedAt: rows[i].CreatedAt}
-				continue
-			}
-			e, err := fromModel(&rows[i])
-			if err != nil {
-				return fmt.Errorf("events: decode event %d: %w", rows[i].ID, err)
-			}
-			batch[i] = e
-		}
-		now := r.cfg.Now().UTC().Truncate(time.Microsecond)
-		for i := range batch {
-			batch[i].DispatchedAt = &now
-		}
-		for _, c := range r.consumers {
-			if err := c.Consume(ctx, batch); err != nil {
-				return fmt.Errorf("events: consumer: %w", err)
-			}
-		}
-		if err := tx.Create(&models.Dispatch{ID: ids[len(ids)-1], DispatchedAt: now}).Error; err != nil {
-			return fmt.Errorf("events: mark dispatched: %w", err)
-		}
-		n = len(batch)
-		r.cfg.Metrics.dispatched(batch, now)
-		return nil
-	})
-	if errors.Is(err, errNotLeader) {
+	cursor, err := r.cursor(qctx, name)
+	if err != nil {
+		return 0, err
+	}
+	var rows []models.Event
+	if err := r.read.WithContext(qctx).Where("id > ?", cursor).Order("id").Limit(r.cfg.BatchSize).Find(&rows).Error; err != nil {
+		return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
+	}
+	if len(rows) == 0 {
 		return 0, nil
 	}
-	return n, err
+	now := r.cfg.Now().UTC().Truncate(time.Microsecond)
+	batch := make([]Event, len(rows))
+	for j := range rows {
+		if batch[j], err = fromModel(&rows[j]); err != nil {
+			return 0, fmt.Errorf("events: decode event %d: %w", rows[j].ID, err)
+		}
+		batch[j].DispatchedAt = &now
+	}
+	apply, err := c.Consume(qctx, batch)
+	if err != nil {
+		return 0, fmt.Errorf("events: consumer %s: %w", name, err)
+	}
+	last := rows[len(rows)-1].ID
+	err = r.write.Write(qctx, func(tx *gorm.DB) error {
+		// The cursor first: its row lock makes a second instance taking
+		// the same batch wait here, then find the cursor moved.
+		res := tx.Exec("UPDATE herald_consumers SET position = ?, updated_at = ? WHERE name = ? AND position = ?",
+			last, now, name, cursor)
+		if res.Error != nil {
+			return fmt.Errorf("events: advance cursor %s: %w", name, res.Error)
+		}
+		if res.RowsAffected != 1 {
+			return errCursorMoved
+		}
+		if apply != nil {
+			if err := apply(tx); err != nil {
+				return fmt.Errorf("events: consumer %s: store: %w", name, err)
+			}
+		}
+		return r.mark(tx, now)
+	})
+	if errors.Is(err, errCursorMoved) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if cm, ok := c.(Committer); ok {
+		cm.Committed()
+	}
+	if i == 0 {
+		// Counted once, as the first consumer takes the events.
+		r.cfg.Metrics.dispatched(batch, now)
+	}
+	return len(batch), nil
 }
 
-// observeLag records the age of the oldest undispatched event.
-func (r *Relay) observeLag(ctx context.Context) error {
+// cursor reads consumer name's position.
+func (r *Relay) cursor(ctx context.Context, name string) (int64, error) {
+	var pos []int64
+	if err := r.read.WithContext(ctx).Raw("SELECT position FROM herald_consumers WHERE name = ?", name).Scan(&pos).Error; err != nil {
+		return 0, fmt.Errorf("events: read cursor %s: %w", name, err)
+	}
+	if len(pos) == 0 {
+		return 0, fmt.Errorf("events: cursor %s does not exist", name)
+	}
+	return pos[0], nil
+}
+
+// mark moves the dispatch watermark to the smallest cursor of this relay's
+// consumers when that passed it. Two consumers' steps committing at once on
+// PostgreSQL may each miss the other's advance; maintain catches that up.
+func (r *Relay) mark(tx *gorm.DB, now time.Time) error {
+	err := tx.Exec(`INSERT INTO herald_dispatches (id, dispatched_at)
+  SELECT m, ? FROM (SELECT MIN(position) AS m FROM herald_consumers WHERE name IN ?) c
+  WHERE m > (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ON CONFLICT (id) DO NOTHING`, now, r.names).Error
+	if err != nil {
+		return fmt.Errorf("events: mark dispatched: %w", err)
+	}
+	return nil
+}
+
+// maintain runs on poll ticks: it moves a watermark that concurrent steps
+// left behind and measures the outbox and cursor lags.
+func (r *Relay) maintain(ctx context.Context, i int) error {
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	var st struct {
+		Head, Mark, MinCursor, Cursor int64
+	}
+	err := r.read.WithContext(qctx).Raw(`SELECT
+  (SELECT COALESCE(MAX(id), 0) FROM herald_events) AS head,
+  (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) AS mark,
+  (SELECT COALESCE(MIN(position), 0) FROM herald_consumers WHERE name IN ?) AS min_cursor,
+  (SELECT COALESCE(MAX(position), 0) FROM herald_consumers WHERE name = ?) AS cursor`, r.names, r.names[i]).Scan(&st).Error
+	if err != nil {
+		return fmt.Errorf("events: lag: %w", err)
+	}
+	if st.MinCursor > st.Mark && i == 0 {
+		now := r.cfg.Now().UTC().Truncate(time.Microsecond)
+		if err := r.write.Write(qctx, func(tx *gorm.DB) error { return r.mark(tx, now) }); err != nil {
+			return err
+		}
+		st.Mark = st.MinCursor
+	}
 	if r.cfg.Metrics == nil {
 		return nil
 	}
-	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
-	defer cancel()
-	mark, err := watermark(r.db.WithContext(qctx))
-	if err != nil {
-		return err
+	r.cfg.Metrics.ConsumerLag.WithLabelValues(r.names[i]).Set(float64(max(st.Head-st.Cursor, 0)))
+	if i != 0 {
+		return nil
 	}
 	var oldest []models.Event
-	if err := r.db.WithContext(qctx).Select("id", "created_at").Where("id > ?", mark).
+	if err := r.read.WithContext(qctx).Select("id", "created_at").Where("id > ?", st.Mark).
 		Order("id").Limit(1).Find(&oldest).Error; err != nil {
 		return fmt.Errorf("events: outbox lag: %w", err)
 	}

@@ -22,14 +22,25 @@ type RetentionConfig struct {
 	BatchSize int
 	// Pause between batches, letting writers in. Default 50ms.
 	Pause time.Duration
+	// Holds keep events that other packages still need (the webhook
+	// queue's unfinished deliveries). Optional.
+	Holds []Holder
 	// Logger defaults to slog.Default(); Now defaults to time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
 }
 
-// Retention removes events older than the retention once dispatched.
-// Webhook deliveries will add their own hold when they exist: an event is
-// removed only once nothing still needs it.
+// Holder keeps events from the retention job. OldestHeld returns the
+// creation time of the oldest event it still needs, ok false when none;
+// retention then removes only events created before it. It must be safe
+// for concurrent use.
+type Holder interface {
+	OldestHeld(ctx context.Context) (t time.Time, ok bool, err error)
+}
+
+// Retention removes events older than the retention once every consumer
+// has taken them (the dispatch watermark passed them) and no holder needs
+// them any more.
 type Retention struct {
 	cfg RetentionConfig
 	db  *gorm.DB
@@ -107,9 +118,19 @@ func (r *Retention) safeSweep(ctx context.Context) (n int64, err error) {
 	return r.Sweep(ctx)
 }
 
-// Sweep deletes expired, dispatched events in batches and returns how many.
+// Sweep deletes expired, dispatched, unheld events in batches and returns
+// how many.
 func (r *Retention) Sweep(ctx context.Context) (int64, error) {
 	cutoff := r.cfg.Now().Add(-r.cfg.Retention).UTC()
+	for _, h := range r.cfg.Holds {
+		t, ok, err := h.OldestHeld(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("events: retention hold: %w", err)
+		}
+		if ok && t.Before(cutoff) {
+			cutoff = t.UTC()
+		}
+	}
 	var total int64
 	for {
 		res := r.db.WithContext(ctx).Exec(`DELETE FROM herald_events WHERE id IN (

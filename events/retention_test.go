@@ -54,7 +54,7 @@ func TestRetention(t *testing.T) {
 			}
 
 			// A retention longer than their age keeps dispatched events too.
-			env.App.Relay().Start()
+			require.NoError(t, env.App.Relay().Start(context.Background()))
 			require.Eventually(t, func() bool { return eventsAfter(t, env, 0).Events[2].DispatchedAt != nil },
 				10*time.Second, 20*time.Millisecond)
 			keep := events.NewRetention(events.RetentionConfig{Retention: 24 * time.Hour, Now: later}, env.App.DB().Write)

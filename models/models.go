@@ -76,3 +76,76 @@ type Dispatch struct {
 
 // TableName pins the table name.
 func (Dispatch) TableName() string { return "herald_dispatches" }
+
+// Cursor is a durable consumer's position in the event log: it has taken
+// every event up to Position. The relay advances it in the same
+// transaction as what the consumer stores for those events.
+type Cursor struct {
+	Name      string    `gorm:"primaryKey"`
+	Position  int64     `gorm:"not null"`
+	UpdatedAt time.Time `gorm:"not null"`
+}
+
+// TableName pins the table name.
+func (Cursor) TableName() string { return "herald_consumers" }
+
+// Webhook is a registered webhook. List-valued settings are stored as
+// JSON text so that both engines keep them in one column.
+type Webhook struct {
+	ID                  string `gorm:"primaryKey"`
+	Name                string `gorm:"not null"`
+	URL                 string `gorm:"not null"`
+	Resource            string `gorm:"not null"`
+	Events              string `gorm:"not null"` // JSON array of created/updated/deleted
+	Fields              string `gorm:"not null"` // JSON array
+	Related             string `gorm:"not null"` // JSON array
+	Classification      string `gorm:"not null"` // JSON object or ""
+	Format              string `gorm:"not null"`
+	AuthType            string `gorm:"not null"`
+	AuthConfig          string `gorm:"not null"` // JSON: {"token"} or {"username","password"}
+	Secret              string `gorm:"not null"`
+	PreviousSecret      string `gorm:"not null"`
+	PreviousSecretUntil *time.Time
+	Headers             string `gorm:"not null"` // JSON object
+	MaxAttempts         int    `gorm:"not null"`
+	InitialIntervalMS   int64  `gorm:"column:initial_interval_ms;not null"`
+	MaxIntervalMS       int64  `gorm:"column:max_interval_ms;not null"`
+	TimeoutMS           int64  `gorm:"column:timeout_ms;not null"`
+	Ordered             bool   `gorm:"not null"`
+	RateLimit           float64
+	Paused              bool   `gorm:"not null"`
+	Enabled             bool   `gorm:"not null"`
+	DisabledReason      string `gorm:"not null"`
+	DeadStreak          int    `gorm:"not null"`
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+}
+
+// TableName pins the table name.
+func (Webhook) TableName() string { return "herald_webhooks" }
+
+// Delivery is one message to one webhook: an event (or, for the ids
+// format, the rows one transaction touched) with its attempts. Payload is
+// rendered once, so every attempt sends the same bytes.
+type Delivery struct {
+	ID             int64  `gorm:"primaryKey;autoIncrement"`
+	WebhookID      string `gorm:"not null"`
+	EventID        string `gorm:"not null"`
+	EventType      string `gorm:"not null"`
+	ResourceName   string `gorm:"not null"`
+	ResourceID     string `gorm:"not null"`
+	EventCreatedAt time.Time
+	Payload        string `gorm:"not null"`
+	Traceparent    string `gorm:"not null"`
+	Status         string `gorm:"not null"`
+	Attempts       int    `gorm:"not null"`
+	NextAttemptAt  time.Time
+	ClaimedBy      string `gorm:"not null"`
+	ClaimExpiresAt *time.Time
+	AttemptLog     string `gorm:"not null"` // JSON array of attempts
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+}
+
+// TableName pins the table name.
+func (Delivery) TableName() string { return "herald_deliveries" }

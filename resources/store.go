@@ -45,8 +45,9 @@ type StoreConfig struct {
 	// has one writer connection anyway. PostgreSQL overlaps transactions'
 	// work with other transactions' commits when it is larger.
 	Writers int
-	// TxHook wraps every write transaction (the event buffer). Optional.
-	TxHook TxHook
+	// TxHooks wrap every write transaction, in order (the event buffer
+	// first). Optional.
+	TxHooks []TxHook
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; defaults to time.Now.
@@ -94,7 +95,7 @@ func NewStore(cfg StoreConfig, db *database.DB) *Store {
 	}
 	s := &Store{db: db, cfg: cfg, check: validator.New()}
 	s.setSchema(&Schema{}, 0)
-	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.WriteTimeout, cfg.TxHook, cfg.OnCommit, cfg.Logger)
+	s.w = newWriter(db.Write, cfg.MaxBatch, cfg.Writers, cfg.WriteTimeout, cfg.TxHooks, cfg.OnCommit, cfg.Logger)
 	return s
 }
 
@@ -122,6 +123,17 @@ func (s *Store) Stop() {
 		<-done
 	}
 }
+
+// Write runs fn in a transaction of the write path that requests use:
+// batched with them (group commit), under the write timeout, wrapped by
+// the transaction hooks (so events appended with events.Append take
+// their positions at the flush). fn may run more than once (a batch that
+// meets another op's failure is re-run without it) and must leave no Go
+// state behind that a re-run would not overwrite. Background services
+// (the event relay's consumers, the webhook queue) write through it, so
+// on SQLite they share the one writer connection with requests instead of
+// holding it.
+func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error { return s.w.do(ctx, fn) }
 
 // DB returns the database the store runs on.
 func (s *Store) DB() *database.DB { return s.db }

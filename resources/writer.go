@@ -40,7 +40,7 @@ type writer struct {
 	maxBatch int
 	loops    int
 	timeout  time.Duration
-	hook     TxHook
+	hooks    []TxHook
 	onCommit func()
 	log      *slog.Logger
 
@@ -52,12 +52,15 @@ type writer struct {
 }
 
 // TxHook wraps every write transaction: it may return a derived handle
-// for the ops to run on, and a function to run last before COMMIT (the
-// events package buffers events on the handle and flushes them there).
+// for the ops to run on, and a function to run before COMMIT (the events
+// package buffers events on the handle and flushes them there). Hooks
+// compose: each wraps the handle the previous one returned, and their
+// beforeCommit functions run in reverse order, so the first hook's (the
+// event flush, which must come last) runs last.
 type TxHook func(tx *gorm.DB) (wrapped *gorm.DB, beforeCommit func() error)
 
-func newWriter(db *gorm.DB, maxBatch, loops int, timeout time.Duration, hook TxHook, onCommit func(), log *slog.Logger) *writer {
-	return &writer{db: db, maxBatch: maxBatch, loops: loops, timeout: timeout, hook: hook, onCommit: onCommit, log: log,
+func newWriter(db *gorm.DB, maxBatch, loops int, timeout time.Duration, hooks []TxHook, onCommit func(), log *slog.Logger) *writer {
+	return &writer{db: db, maxBatch: maxBatch, loops: loops, timeout: timeout, hooks: hooks, onCommit: onCommit, log: log,
 		ops: make(chan *writeOp, 4*maxBatch)}
 }
 
@@ -278,9 +281,10 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 	if tx.Error != nil {
 		return -1, fmt.Errorf("resources: begin: %w", tx.Error)
 	}
-	run, beforeCommit := tx, func() error { return nil }
-	if w.hook != nil {
-		run, beforeCommit = w.hook(tx)
+	run := tx
+	befores := make([]func() error, len(w.hooks))
+	for i, h := range w.hooks {
+		run, befores[i] = h(run)
 	}
 	for i, op := range ops {
 		failed = i
@@ -295,9 +299,11 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 		}
 	}
 	failed = -1
-	if err := beforeCommit(); err != nil {
-		tx.Rollback()
-		return -1, fmt.Errorf("resources: before commit: %w", err)
+	for i := len(befores) - 1; i >= 0; i-- {
+		if err := befores[i](); err != nil {
+			tx.Rollback()
+			return -1, fmt.Errorf("resources: before commit: %w", err)
+		}
 	}
 	if err := tx.Commit().Error; err != nil {
 		var pgErr *pgconn.PgError

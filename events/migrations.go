@@ -1,0 +1,49 @@
+package events
+
+import (
+	"fmt"
+
+	"github.com/herald-dev/herald/database"
+)
+
+// Migrations are the event log's steps in the ordered history of Herald's
+// own tables (database.Migrate). The first matches what AutoMigrate made
+// before the history existed, so existing databases adopt it unchanged.
+func Migrations() []database.Migration {
+	return []database.Migration{
+		{ID: 2, Name: "event log", SQL: map[database.Kind][]string{
+			database.SQLite: append([]string{
+				`CREATE TABLE IF NOT EXISTS herald_events (id integer PRIMARY KEY AUTOINCREMENT, event_id text NOT NULL,
+  event_type text NOT NULL, resource_name text NOT NULL, resource_id text NOT NULL, user_id text,
+  created_at datetime NOT NULL, data text NOT NULL, session_variables text NOT NULL, trace_context text NOT NULL)`,
+				`CREATE TABLE IF NOT EXISTS herald_dispatches (id integer PRIMARY KEY, dispatched_at datetime NOT NULL)`,
+			}, eventIndexes...),
+			database.Postgres: append([]string{
+				`CREATE TABLE IF NOT EXISTS herald_events (id bigint PRIMARY KEY, event_id varchar(36) NOT NULL,
+  event_type text NOT NULL, resource_name text NOT NULL, resource_id text NOT NULL, user_id text,
+  created_at timestamptz NOT NULL, data text NOT NULL, session_variables text NOT NULL, trace_context text NOT NULL)`,
+				`CREATE TABLE IF NOT EXISTS herald_dispatches (id bigint PRIMARY KEY, dispatched_at timestamptz NOT NULL)`,
+				// Positions: see insertEvents. The sequence starts above
+				// every position already used, under the position lock so
+				// that no writer takes a value meanwhile.
+				`CREATE SEQUENCE IF NOT EXISTS herald_event_pos`,
+				fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, positionLockKey),
+				`SELECT setval('herald_event_pos', GREATEST(
+  (SELECT COALESCE(MAX(id), 0) FROM herald_events), (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches),
+  (SELECT last_value FROM herald_event_pos), 1))`,
+			}, eventIndexes...),
+		}},
+		{ID: 3, Name: "consumer cursors", SQL: map[database.Kind][]string{
+			database.SQLite: {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position integer NOT NULL, updated_at datetime NOT NULL)`},
+			database.Postgres: {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL)`},
+		}},
+	}
+}
+
+var eventIndexes = []string{
+	`CREATE UNIQUE INDEX IF NOT EXISTS herald_events_event_id_key ON herald_events (event_id)`,
+	`CREATE INDEX IF NOT EXISTS herald_events_created_idx ON herald_events (created_at)`,
+	`CREATE INDEX IF NOT EXISTS herald_events_user_idx ON herald_events (user_id, id)`,
+	`CREATE INDEX IF NOT EXISTS herald_events_type_idx ON herald_events (event_type, id)`,
+	`CREATE INDEX IF NOT EXISTS herald_events_resource_idx ON herald_events (resource_name, resource_id, id)`,
+}

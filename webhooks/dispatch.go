@@ -1,0 +1,255 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/events"
+	"github.com/herald-dev/herald/models"
+)
+
+// Delivery statuses.
+const (
+	StatusPending   = "pending"
+	StatusRetrying  = "retrying"
+	StatusSucceeded = "succeeded"
+	StatusDead      = "dead"
+)
+
+// idsPrefix marks the event_id key of an ids-format delivery (the first
+// event of its transaction): such deliveries are their own message, so
+// their webhook-id is the delivery id.
+const idsPrefix = "ids:"
+
+// Dispatcher is the webhook queue's durable consumer of the event log
+// (events.Consumer): for each batch after its cursor it matches the events
+// to the enabled webhooks, renders each delivery's payload once, and
+// returns the insert of the delivery rows, which the relay commits with
+// the cursor's advance. The unique key on (event, webhook) makes a
+// repeated dispatch harmless. It is safe for concurrent use.
+type Dispatcher struct {
+	read  *gorm.DB
+	kind  database.Kind
+	now   func() time.Time
+	queue *Queue
+}
+
+var (
+	_ events.Consumer  = (*Dispatcher)(nil)
+	_ events.Committer = (*Dispatcher)(nil)
+)
+
+// NewDispatcher returns the consumer; it reads webhooks on read and wakes
+// queue when deliveries commit.
+func NewDispatcher(read *gorm.DB, kind database.Kind, queue *Queue, now func() time.Time) *Dispatcher {
+	if now == nil {
+		now = time.Now
+	}
+	return &Dispatcher{read: read, kind: kind, now: now, queue: queue}
+}
+
+// ConsumerName is the dispatcher's cursor name.
+const ConsumerName = "webhooks"
+
+// Name implements events.Consumer.
+func (d *Dispatcher) Name() string { return ConsumerName }
+
+// Consume implements events.Consumer.
+func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx *gorm.DB) error, error) {
+	hooks, err := loadHooks(ctx, d.read, "enabled = ?", true)
+	if err != nil || len(hooks) == 0 {
+		return nil, err
+	}
+	targets, err := invocationTargets(ctx, d.read, batch)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := buildDeliveries(hooks, batch, targets, d.now())
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	return func(tx *gorm.DB) error { _, err := insertDeliveries(tx, d.kind, rows); return err }, nil
+}
+
+// Committed implements events.Committer: new deliveries wake the queue.
+func (d *Dispatcher) Committed() {
+	if d.queue != nil {
+		d.queue.Wake()
+	}
+}
+
+// loadHooks reads the webhooks matching a condition.
+func loadHooks(ctx context.Context, db *gorm.DB, where string, args ...any) ([]*hook, error) {
+	var ms []models.Webhook
+	if err := db.WithContext(ctx).Where(where, args...).Order("id").Find(&ms).Error; err != nil {
+		return nil, fmt.Errorf("webhooks: load webhooks: %w", err)
+	}
+	out := make([]*hook, 0, len(ms))
+	for i := range ms {
+		h, err := decodeHook(&ms[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// invocationTargets maps the manual events of batch to the webhook each
+// was invoked for: a manual event goes to that webhook only.
+func invocationTargets(ctx context.Context, db *gorm.DB, batch []events.Event) (map[string]string, error) {
+	var ids []string
+	for i := range batch {
+		if op(batch[i].EventType) == "manual" {
+			ids = append(ids, batch[i].EventID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	var rows []struct{ EventID, WebhookID string }
+	if err := db.WithContext(ctx).Raw("SELECT event_id, webhook_id FROM herald_invocations WHERE event_id IN ?", ids).
+		Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("webhooks: invocations: %w", err)
+	}
+	out := make(map[string]string, len(rows))
+	for _, r := range rows {
+		out[r.EventID] = r.WebhookID
+	}
+	return out, nil
+}
+
+// matches tells whether h takes e. The shape leaves room for related and
+// classification webhooks: each is one more case here.
+func (h *hook) matches(e *events.Event, targets map[string]string) bool {
+	o := op(e.EventType)
+	switch o {
+	case "manual":
+		return targets[e.EventID] == h.ID
+	case "created", "updated", "deleted":
+	default:
+		return false // classified events: with classification webhooks
+	}
+	if h.Resource != "*" && h.Resource != e.ResourceName {
+		return false
+	}
+	if !slices.Contains(h.events, o) {
+		return false
+	}
+	if o == "updated" && len(h.fields) > 0 {
+		for _, f := range h.fields {
+			if slices.Contains(e.Data.Changes.Updated, f) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// buildDeliveries renders the deliveries of batch for hooks. For the ids
+// format, the rows of one transaction go in one delivery: the events of
+// one request are consecutive in the log and share its request id. (A
+// transaction larger than the relay's batch, 500 events, is split in two
+// deliveries.)
+func buildDeliveries(hooks []*hook, batch []events.Event, targets map[string]string, now time.Time) ([]models.Delivery, error) {
+	now = now.UTC()
+	var out []models.Delivery
+	for _, h := range hooks {
+		if h.Format == FormatIDs {
+			out = append(out, idsDeliveries(h, batch, targets, now)...)
+			continue
+		}
+		for i := range batch {
+			e := &batch[i]
+			if !h.matches(e, targets) {
+				continue
+			}
+			body, err := render(h, e)
+			if err != nil {
+				return nil, fmt.Errorf("webhooks: render event %s: %w", e.EventID, err)
+			}
+			out = append(out, newDelivery(h, e.EventID, e.EventType, e.ResourceName, e.ResourceID, e.CreatedAt,
+				body, traceparent(e.TraceContext), now))
+		}
+	}
+	return out, nil
+}
+
+func idsDeliveries(h *hook, batch []events.Event, targets map[string]string, now time.Time) []models.Delivery {
+	var out []models.Delivery
+	var first *events.Event
+	var rows []string
+	flush := func() {
+		if first != nil {
+			body, _ := marshal(idsPayload{HookID: h.ID, Rows: rows})
+			out = append(out, newDelivery(h, idsPrefix+first.EventID, first.EventType, first.ResourceName, "",
+				first.CreatedAt, body, traceparent(first.TraceContext), now))
+		}
+		first, rows = nil, nil
+	}
+	run := ""
+	for i := range batch {
+		e := &batch[i]
+		req := e.TraceContext.RequestID
+		if req == "" || req != run {
+			flush()
+		}
+		run = req
+		if !h.matches(e, targets) {
+			continue
+		}
+		if first == nil {
+			first = e
+		}
+		if !slices.Contains(rows, e.ResourceID) {
+			rows = append(rows, e.ResourceID)
+		}
+	}
+	flush()
+	return out
+}
+
+func newDelivery(h *hook, eventID, eventType, resource, resourceID string, createdAt time.Time, body []byte, tp string, now time.Time) models.Delivery {
+	return models.Delivery{WebhookID: h.ID, EventID: eventID, EventType: eventType, ResourceName: resource,
+		ResourceID: resourceID, EventCreatedAt: createdAt.UTC(), Payload: string(body), Traceparent: tp,
+		Status: StatusPending, NextAttemptAt: now, AttemptLog: "[]", CreatedAt: now, UpdatedAt: now}
+}
+
+// insertDeliveries inserts rows, skipping those whose (event, webhook)
+// exists, and returns how many it inserted.
+func insertDeliveries(tx *gorm.DB, kind database.Kind, rows []models.Delivery) (int64, error) {
+	const chunk = 400 // 16 parameters a row: under both engines' limits
+	var n int64
+	for len(rows) > 0 {
+		part := rows[:min(len(rows), chunk)]
+		rows = rows[len(part):]
+		var sql strings.Builder
+		sql.WriteString(`INSERT INTO herald_deliveries (webhook_id, event_id, event_type, resource_name, resource_id,
+  event_created_at, payload, traceparent, status, attempts, next_attempt_at, claimed_by, attempt_log, created_at, updated_at) VALUES `)
+		args := make([]any, 0, len(part)*15)
+		for i := range part {
+			d := &part[i]
+			if i > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, d.WebhookID, d.EventID, d.EventType, d.ResourceName, d.ResourceID,
+				d.EventCreatedAt, d.Payload, d.Traceparent, d.Status, d.Attempts, d.NextAttemptAt, "", d.AttemptLog,
+				d.CreatedAt, d.UpdatedAt)
+		}
+		sql.WriteString(" ON CONFLICT (event_id, webhook_id) DO NOTHING")
+		res := tx.Exec(sql.String(), args...)
+		if res.Error != nil {
+			return n, fmt.Errorf("webhooks: insert deliveries: %w", res.Error)
+		}
+		n += res.RowsAffected
+	}
+	return n, nil
+}

@@ -1,0 +1,732 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+	"golang.org/x/time/rate"
+	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/events"
+	"github.com/herald-dev/herald/models"
+)
+
+// QueueConfig configures the delivery queue.
+type QueueConfig struct {
+	// Instance names this process in claims. Default: random.
+	Instance string
+	// Concurrency is how many deliveries to one webhook are in flight at
+	// once, so a slow endpoint holds at most this many. Default 16.
+	Concurrency int
+	// MaxInFlight caps deliveries in flight in all. Default 512.
+	MaxInFlight int
+	// PollInterval is how often the queue looks for due deliveries it was
+	// not woken for (retries, other instances' work). Default 1s.
+	PollInterval time.Duration
+	// LeaseMargin is added to a webhook's timeout to make a claim's lease:
+	// a claim older than that (its instance died) is taken over. Default 10s.
+	LeaseMargin time.Duration
+	// UserAgent is sent with every delivery. Default "Herald/dev".
+	UserAgent string
+	// Guard checks targets at connect time. Default: private targets refused.
+	Guard *Guard
+	// TracerProvider makes a client span per attempt. Default: no-op.
+	TracerProvider trace.TracerProvider
+	// Logger defaults to slog.Default(); Now to time.Now.
+	Logger *slog.Logger
+	Now    func() time.Time
+	// Jitter returns a random duration in [0, d]: full jitter of a retry's
+	// backoff. Default uniform; tests make it deterministic.
+	Jitter func(d time.Duration) time.Duration
+	// Metrics receives the measurements. Optional.
+	Metrics *Metrics
+	// Client sends the deliveries. Default: a client whose dialer is
+	// Guard's, that follows no redirects and uses no proxy.
+	Client *http.Client
+}
+
+// Queue delivers the rows of herald_deliveries: it claims due deliveries
+// in batches (with a lease, so each attempt is made by one instance at a
+// time), sends each with the webhook's signature, auth and headers under
+// its timeout, and records the outcomes in batches. Claims and records go
+// through the write path (events.Writer). Per-webhook concurrency limits
+// and timeouts keep one slow or failing endpoint from delaying the others.
+type Queue struct {
+	cfg    QueueConfig
+	read   *gorm.DB
+	write  events.Writer
+	kind   database.Kind
+	client *http.Client
+	tracer trace.Tracer
+	prop   propagation.TraceContext
+
+	wake    chan struct{}
+	results chan result
+
+	mu       sync.Mutex
+	inflight map[string]int
+	total    int
+	limiters map[string]*rate.Limiter
+	nextDue  time.Time
+
+	life      sync.Mutex
+	started   bool
+	cancel    context.CancelFunc // the claim loop
+	cancelOut context.CancelFunc // sends in flight
+	loopDone  chan struct{}
+	recDone   chan struct{}
+	senders   sync.WaitGroup
+}
+
+// NewQueue returns a queue reading on read and writing through write.
+func NewQueue(cfg QueueConfig, read *gorm.DB, write events.Writer, kind database.Kind) *Queue {
+	if cfg.Instance == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		cfg.Instance = hex.EncodeToString(b)
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 16
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 512
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = time.Second
+	}
+	if cfg.LeaseMargin <= 0 {
+		cfg.LeaseMargin = 10 * time.Second
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "Herald/dev"
+	}
+	if cfg.Guard == nil {
+		cfg.Guard = &Guard{}
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Jitter == nil {
+		cfg.Jitter = func(d time.Duration) time.Duration {
+			if d <= 0 {
+				return 0
+			}
+			return time.Duration(mrand.Int64N(int64(d) + 1))
+		}
+	}
+	q := &Queue{cfg: cfg, read: read, write: write, kind: kind, client: cfg.Client,
+		tracer: cfg.TracerProvider.Tracer("github.com/herald-dev/herald/webhooks"),
+		wake:   make(chan struct{}, 1), inflight: map[string]int{}, limiters: map[string]*rate.Limiter{}}
+	if q.client == nil {
+		q.client = &http.Client{
+			Transport: &http.Transport{
+				Proxy:               nil, // a proxy would connect on the guard's behalf
+				DialContext:         cfg.Guard.Dialer().DialContext,
+				MaxIdleConns:        1024,
+				MaxIdleConnsPerHost: 64,
+				IdleConnTimeout:     90 * time.Second,
+				TLSHandshakeTimeout: 10 * time.Second,
+				ForceAttemptHTTP2:   true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return q
+}
+
+// Wake tells the queue that deliveries may be due. It never blocks.
+func (q *Queue) Wake() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the queue until Stop; safe to call twice.
+func (q *Queue) Start() {
+	q.life.Lock()
+	defer q.life.Unlock()
+	if q.started {
+		return
+	}
+	q.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	out, cancelOut := context.WithCancel(context.Background())
+	q.cancel, q.cancelOut = cancel, cancelOut
+	q.loopDone, q.recDone = make(chan struct{}), make(chan struct{})
+	q.results = make(chan result, 4*q.cfg.MaxInFlight)
+	go q.recorder(q.results, q.recDone)
+	go q.loop(ctx, out, q.loopDone)
+}
+
+// Stop stops claiming, hands the attempts in flight back to the queue
+// (their claims are released without counting an attempt) and waits for
+// the outcomes to be recorded; safe to call twice.
+func (q *Queue) Stop() {
+	q.life.Lock()
+	defer q.life.Unlock()
+	if !q.started {
+		return
+	}
+	q.started = false
+	q.cancel()
+	<-q.loopDone
+	q.cancelOut()
+	q.senders.Wait()
+	close(q.results)
+	<-q.recDone
+}
+
+func (q *Queue) loop(ctx, out context.Context, done chan struct{}) {
+	defer close(done)
+	metricsEvery := 5 * time.Second
+	var lastMetrics time.Time
+	backoff := time.Duration(0)
+	for {
+		wait := q.cfg.PollInterval
+		q.mu.Lock()
+		if !q.nextDue.IsZero() {
+			wait = min(wait, max(q.nextDue.Sub(q.cfg.Now()), time.Millisecond))
+		}
+		q.mu.Unlock()
+		wait = max(wait, backoff)
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-q.wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+		n, err := q.safeClaim(ctx, out)
+		if err != nil && ctx.Err() == nil {
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			q.cfg.Logger.Error("webhooks: claim", "err", err, "retryIn", backoff)
+			continue
+		}
+		backoff = 0
+		if n > 0 {
+			q.Wake() // there may be more
+		}
+		if q.cfg.Metrics != nil && time.Since(lastMetrics) > metricsEvery {
+			lastMetrics = time.Now()
+			if err := q.measure(ctx); err != nil && ctx.Err() == nil {
+				q.cfg.Logger.Warn("webhooks: queue metrics", "err", err)
+			}
+		}
+	}
+}
+
+func (q *Queue) safeClaim(ctx, out context.Context) (n int, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("webhooks: claim panicked: %v", p)
+		}
+	}()
+	return q.claim(ctx, out)
+}
+
+// claimed is a delivery claimed by this instance, with its webhook.
+type claimed struct {
+	h *hook
+	d models.Delivery
+}
+
+// claim takes due deliveries of every enabled, unpaused webhook with free
+// slots, in one write transaction, and starts sending them.
+func (q *Queue) claim(ctx, out context.Context) (int, error) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	hooks, err := loadHooks(qctx, q.read, "enabled = ? AND paused = ?", true, false)
+	if err != nil || len(hooks) == 0 {
+		return 0, err
+	}
+	type want struct {
+		h    *hook
+		free int
+	}
+	var wants []want
+	q.mu.Lock()
+	room := q.cfg.MaxInFlight - q.total
+	for _, h := range hooks {
+		free := min(q.cfg.Concurrency-q.inflight[h.ID], room)
+		if free > 0 {
+			wants = append(wants, want{h, free})
+			room -= free
+		}
+	}
+	q.nextDue = time.Time{}
+	q.mu.Unlock()
+	if len(wants) == 0 {
+		return 0, nil
+	}
+	now := q.cfg.Now().UTC()
+	var got []claimed
+	err = q.write.Write(qctx, func(tx *gorm.DB) error {
+		got = got[:0]
+		for _, w := range wants {
+			lease := now.Add(w.h.timeout + q.cfg.LeaseMargin)
+			var rows []models.Delivery
+			if err := tx.Raw(q.claimSQL(w.h.Ordered), q.cfg.Instance, lease, now, w.h.ID, now, now, w.free).
+				Scan(&rows).Error; err != nil {
+				return fmt.Errorf("webhooks: claim: %w", err)
+			}
+			for _, d := range rows {
+				got = append(got, claimed{w.h, d})
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, c := range got {
+		q.mu.Lock()
+		q.inflight[c.h.ID]++
+		q.total++
+		lim := q.limiter(c.h)
+		q.mu.Unlock()
+		q.senders.Add(1)
+		go func() {
+			defer q.senders.Done()
+			q.results <- q.attempt(out, c, lim)
+		}()
+	}
+	return len(got), nil
+}
+
+// claimSQL takes up to n due, unclaimed (or lease-expired) deliveries of
+// one webhook, oldest first. For an ordered webhook, only deliveries with
+// no earlier unfinished one for the same row. On PostgreSQL SKIP LOCKED
+// lets instances claim side by side; SQLite has one writer.
+func (q *Queue) claimSQL(ordered bool) string {
+	var b strings.Builder
+	b.WriteString(`UPDATE herald_deliveries SET claimed_by = ?, claim_expires_at = ?, updated_at = ?
+WHERE id IN (SELECT d.id FROM herald_deliveries d
+  WHERE d.webhook_id = ? AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?
+    AND (d.claim_expires_at IS NULL OR d.claim_expires_at < ?)`)
+	if ordered {
+		b.WriteString(`
+    AND NOT EXISTS (SELECT 1 FROM herald_deliveries p WHERE p.webhook_id = d.webhook_id
+      AND p.resource_id = d.resource_id AND p.status IN ('pending', 'retrying') AND p.id < d.id)`)
+	}
+	b.WriteString(`
+  ORDER BY d.id LIMIT ?`)
+	if q.kind == database.Postgres {
+		b.WriteString(" FOR UPDATE SKIP LOCKED")
+	}
+	b.WriteString(`)
+RETURNING id, webhook_id, event_id, event_type, resource_name, resource_id, event_created_at, payload, traceparent,
+  status, attempts, next_attempt_at, attempt_log, created_at`)
+	return b.String()
+}
+
+// limiter returns h's rate limiter, nil without a rate limit. q.mu held.
+func (q *Queue) limiter(h *hook) *rate.Limiter {
+	if h.RateLimit <= 0 {
+		delete(q.limiters, h.ID)
+		return nil
+	}
+	l := q.limiters[h.ID]
+	if l == nil || l.Limit() != rate.Limit(h.RateLimit) {
+		l = rate.NewLimiter(rate.Limit(h.RateLimit), max(1, int(h.RateLimit)))
+		q.limiters[h.ID] = l
+	}
+	return l
+}
+
+// Attempt is one entry of a delivery's attempt log.
+type Attempt struct {
+	Attempt         int               `json:"attempt"`
+	At              time.Time         `json:"at"`
+	StatusCode      int               `json:"statusCode,omitempty"`
+	LatencyMS       float64           `json:"latencyMs"`
+	Error           string            `json:"error,omitempty"`
+	Response        string            `json:"response,omitempty"`
+	ResponseHeaders map[string]string `json:"responseHeaders,omitempty"`
+}
+
+// maxLog bounds the attempts a delivery's log keeps (the newest).
+const maxLog = 100
+
+// result is the outcome of one attempt, to record.
+type result struct {
+	c        claimed
+	released bool // handed back unattempted (shutdown)
+	attempt  Attempt
+	status   string
+	next     time.Time
+	gone     bool // 410: disable the webhook
+}
+
+// attempt sends one delivery and decides what comes next.
+func (q *Queue) attempt(ctx context.Context, c claimed, lim *rate.Limiter) (r result) {
+	r.c = c
+	defer func() {
+		q.mu.Lock()
+		q.inflight[c.h.ID]--
+		q.total--
+		q.mu.Unlock()
+		q.Wake()
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			q.cfg.Logger.Error("webhooks: send panicked", "delivery", c.d.ID, "panic", p)
+			r = result{c: c, released: true}
+		}
+	}()
+	if lim != nil {
+		if err := lim.Wait(ctx); err != nil {
+			return result{c: c, released: true}
+		}
+	}
+	if ctx.Err() != nil {
+		return result{c: c, released: true}
+	}
+	at := q.cfg.Now()
+	code, hdr, body, err := q.send(ctx, c)
+	latency := q.cfg.Now().Sub(at)
+	if err != nil && ctx.Err() != nil {
+		return result{c: c, released: true} // shutting down: hand it back
+	}
+	a := Attempt{Attempt: c.d.Attempts + 1, At: at.UTC(), StatusCode: code, LatencyMS: float64(latency.Microseconds()) / 1000,
+		Response: body, ResponseHeaders: maskHeaders(hdr)}
+	if err != nil {
+		a.Error = err.Error()
+	}
+	r.attempt = a
+	now := q.cfg.Now().UTC()
+	switch {
+	case err == nil && code >= 200 && code < 300:
+		r.status, r.next = StatusSucceeded, now
+	case a.Attempt >= c.h.MaxAttempts:
+		r.status, r.next = StatusDead, now
+	default:
+		r.status = StatusRetrying
+		delay := c.h.initial << min(a.Attempt-1, 30)
+		if delay <= 0 || delay > c.h.maxBackoff {
+			delay = c.h.maxBackoff
+		}
+		delay = q.cfg.Jitter(delay)
+		if ra, ok := retryAfter(hdr, now); ok && code != 0 {
+			delay = min(ra, c.h.maxBackoff)
+		}
+		r.next = now.Add(delay)
+	}
+	r.gone = err == nil && code == http.StatusGone
+	q.cfg.Metrics.attempted(r.status, latency)
+	return r
+}
+
+// send makes one HTTP attempt; it returns the status code, the response
+// headers and the first KiB of the body, or the error.
+func (q *Queue) send(ctx context.Context, c claimed) (int, http.Header, string, error) {
+	h, d := c.h, &c.d
+	ctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	if d.Traceparent != "" {
+		ctx = q.prop.Extract(ctx, propagation.MapCarrier{"traceparent": d.Traceparent})
+	}
+	ctx, span := q.tracer.Start(ctx, "webhook "+d.EventType, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("herald.webhook.id", h.ID), attribute.Int64("herald.delivery.id", d.ID),
+			attribute.Int("herald.delivery.attempt", d.Attempts+1), attribute.String("http.request.method", "POST")))
+	defer span.End()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.URL, strings.NewReader(d.Payload))
+	if err != nil {
+		return 0, nil, "", err
+	}
+	for k, v := range h.headers {
+		req.Header.Set(k, v)
+	}
+	deliveryID := strconv.FormatInt(d.ID, 10)
+	msgID := d.EventID
+	if strings.HasPrefix(msgID, idsPrefix) {
+		msgID = deliveryID
+	}
+	now := q.cfg.Now()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", q.cfg.UserAgent)
+	req.Header.Set("X-Herald-Event-Type", d.EventType)
+	req.Header.Set("X-Herald-Delivery-Id", deliveryID)
+	req.Header.Set("X-Herald-Attempt", strconv.Itoa(d.Attempts+1))
+	req.Header.Set("webhook-id", msgID)
+	req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	switch h.AuthType {
+	case AuthHMAC:
+		secrets := []string{h.Secret}
+		if h.PreviousSecret != "" && h.PreviousSecretUntil != nil && now.Before(*h.PreviousSecretUntil) {
+			secrets = append(secrets, h.PreviousSecret)
+		}
+		req.Header.Set("webhook-signature", sign(secrets, msgID, now.Unix(), []byte(d.Payload)))
+	case AuthBearer:
+		req.Header.Set("Authorization", "Bearer "+h.auth.Token)
+	case AuthBasic:
+		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(h.auth.Username+":"+h.auth.Password)))
+	}
+	q.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	resp, err := q.client.Do(req)
+	if err != nil {
+		span.SetStatus(codes.Error, "send failed")
+		return 0, nil, "", cleanErr(err)
+	}
+	defer resp.Body.Close()
+	span.SetAttributes(attribute.Int("http.response.status_code", resp.StatusCode))
+	head := make([]byte, 1024)
+	n, _ := io.ReadFull(resp.Body, head)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // let the connection be reused
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		span.SetStatus(codes.Error, resp.Status)
+	}
+	return resp.StatusCode, resp.Header, string(bytes.ToValidUTF8(head[:n], []byte("\uFFFD"))), nil
+}
+
+// cleanErr shortens a client error for the attempt log.
+func cleanErr(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return errors.New("timeout: no answer within the webhook's timeout")
+	}
+	return err
+}
+
+// retryAfter reads a Retry-After header: seconds or an HTTP date.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
+		return time.Duration(min(s, 1<<31)) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// maskHeaders copies response headers for the log, masking those that
+// carry credentials.
+func maskHeaders(h http.Header) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for k, vs := range h {
+		v := strings.Join(vs, ", ")
+		lk := strings.ToLower(k)
+		switch {
+		case lk == "authorization", lk == "proxy-authorization", lk == "cookie", lk == "set-cookie",
+			lk == "www-authenticate", lk == "proxy-authenticate",
+			strings.Contains(lk, "token"), strings.Contains(lk, "secret"), strings.Contains(lk, "password"),
+			strings.Contains(lk, "api-key"), strings.Contains(lk, "apikey"), strings.Contains(lk, "signature"):
+			v = "***"
+		}
+		if len(v) > 256 {
+			v = v[:256]
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// recorder writes outcomes in batches until results is closed.
+func (q *Queue) recorder(results <-chan result, done chan struct{}) {
+	defer close(done)
+	for r := range results {
+		batch := []result{r}
+	fill:
+		for len(batch) < 500 {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		for try := 1; ; try++ {
+			err := q.record(batch)
+			if err == nil {
+				break
+			}
+			if try == 5 {
+				// The claims' leases expire and the deliveries are tried
+				// again: at least once still holds.
+				q.cfg.Logger.Error("webhooks: record outcomes; leaving them to the lease", "err", err, "deliveries", len(batch))
+				break
+			}
+			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+		}
+	}
+}
+
+// record stores a batch of outcomes and the webhooks' state changes (410,
+// a streak of dead deliveries) in one write transaction.
+func (q *Queue) record(batch []result) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	now := q.cfg.Now().UTC()
+	type upd struct {
+		id       int64
+		status   string
+		attempts int
+		next     time.Time
+		log      string
+	}
+	ups := make([]upd, 0, len(batch))
+	type streak struct {
+		reset bool
+		dead  int
+		gone  bool
+	}
+	streaks := map[string]*streak{}
+	var order []string
+	for _, r := range batch {
+		d := r.c.d
+		if r.released {
+			ups = append(ups, upd{d.ID, d.Status, d.Attempts, d.NextAttemptAt.UTC(), d.AttemptLog})
+			continue
+		}
+		var log []Attempt
+		_ = json.Unmarshal([]byte(d.AttemptLog), &log)
+		log = append(log, r.attempt)
+		if len(log) > maxLog {
+			log = log[len(log)-maxLog:]
+		}
+		lj, _ := json.Marshal(log)
+		ups = append(ups, upd{d.ID, r.status, r.attempt.Attempt, r.next.UTC(), string(lj)})
+		if r.status == StatusRetrying {
+			q.mu.Lock()
+			if q.nextDue.IsZero() || r.next.Before(q.nextDue) {
+				q.nextDue = r.next
+			}
+			q.mu.Unlock()
+		}
+		s := streaks[d.WebhookID]
+		if s == nil {
+			s = &streak{}
+			streaks[d.WebhookID] = s
+			order = append(order, d.WebhookID)
+		}
+		switch r.status {
+		case StatusSucceeded:
+			s.reset, s.dead = true, 0
+		case StatusDead:
+			s.dead++
+		}
+		s.gone = s.gone || r.gone
+	}
+	err := q.write.Write(ctx, func(tx *gorm.DB) error {
+		var sql strings.Builder
+		args := make([]any, 0, len(ups)*5+2)
+		if q.kind == database.Postgres {
+			sql.WriteString(`UPDATE herald_deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
+FROM (VALUES `)
+			args = append(args, now)
+			for i, u := range ups {
+				if i > 0 {
+					sql.WriteString(", ")
+				}
+				sql.WriteString("(?::bigint, ?::text, ?::int, ?::timestamptz, ?::text)")
+				args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+			}
+			sql.WriteString(`) AS v(id, status, attempts, next_at, log) WHERE d.id = v.id AND d.claimed_by = ?`)
+		} else {
+			sql.WriteString(`WITH v(id, status, attempts, next_at, log) AS (VALUES `)
+			for i, u := range ups {
+				if i > 0 {
+					sql.WriteString(", ")
+				}
+				sql.WriteString("(?, ?, ?, ?, ?)")
+				args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+			}
+			sql.WriteString(`) UPDATE herald_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
+FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = ?`)
+			args = append(args, now)
+		}
+		args = append(args, q.cfg.Instance)
+		if err := tx.Exec(sql.String(), args...).Error; err != nil {
+			return fmt.Errorf("webhooks: record outcomes: %w", err)
+		}
+		for _, id := range order {
+			s := streaks[id]
+			var err error
+			switch {
+			case s.reset:
+				err = tx.Exec("UPDATE herald_webhooks SET dead_streak = ? WHERE id = ?", s.dead, id).Error
+			case s.dead > 0:
+				err = tx.Exec("UPDATE herald_webhooks SET dead_streak = dead_streak + ? WHERE id = ?", s.dead, id).Error
+			}
+			if err == nil && s.dead > 0 {
+				err = tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ?
+  WHERE id = ? AND enabled = ? AND dead_streak >= ?`, false, fmt.Sprintf("%d deliveries in a row died", DeadStreakLimit), now, id, true, DeadStreakLimit).Error
+			}
+			if err == nil && s.gone {
+				err = tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = ?`,
+					false, "the endpoint answered 410 Gone", now, id, true).Error
+			}
+			if err != nil {
+				return fmt.Errorf("webhooks: update webhook %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// DeadStreakLimit is how many deliveries in a row may die before the
+// webhook is disabled.
+const DeadStreakLimit = 50
+
+// measure reads the queue depth and the oldest pending delivery's age.
+func (q *Queue) measure(ctx context.Context) error {
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var depth int64
+	due := q.read.WithContext(qctx).Model(&models.Delivery{}).Where("status IN ?", []string{StatusPending, StatusRetrying})
+	if err := due.Count(&depth).Error; err != nil {
+		return err
+	}
+	var oldest []models.Delivery
+	if err := q.read.WithContext(qctx).Select("event_created_at").Where("status IN ?", []string{StatusPending, StatusRetrying}).
+		Order("event_created_at").Limit(1).Find(&oldest).Error; err != nil {
+		return err
+	}
+	q.cfg.Metrics.QueueDepth.Set(float64(depth))
+	age := 0.0
+	if len(oldest) == 1 {
+		age = q.cfg.Now().Sub(oldest[0].EventCreatedAt).Seconds()
+	}
+	q.cfg.Metrics.OldestPending.Set(age)
+	return nil
+}
