@@ -34,7 +34,7 @@ func Migrations() []database.Migration {
 			}, eventIndexes...),
 		}},
 		{ID: 3, Name: "consumer cursors", SQL: map[database.Kind][]string{
-			database.SQLite: {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position integer NOT NULL, updated_at datetime NOT NULL)`},
+			database.SQLite:   {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position integer NOT NULL, updated_at datetime NOT NULL)`},
 			database.Postgres: {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL)`},
 		}},
 	}
