@@ -225,6 +225,11 @@ func (q *Queue) loop(ctx, out context.Context, done chan struct{}) {
 		case <-timer.C:
 		}
 		timer.Stop()
+		q.mu.Lock()
+		if !q.nextDue.IsZero() && !q.nextDue.After(q.cfg.Now()) {
+			q.nextDue = time.Time{} // this round claims what was due
+		}
+		q.mu.Unlock()
 		n, err := q.safeClaim(ctx, out)
 		if err != nil && ctx.Err() == nil {
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
@@ -282,7 +287,6 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 			room -= free
 		}
 	}
-	q.nextDue = time.Time{}
 	q.mu.Unlock()
 	if len(wants) == 0 {
 		return 0, nil
