@@ -24,6 +24,7 @@ import (
 	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/resources"
+	"github.com/herald-dev/herald/webhooks"
 )
 
 const openAPIPath = "../openapi.yaml"
@@ -204,6 +205,39 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 			Added: []string{}, Updated: []string{}, Removed: []string{"name"}}},
 		SessionVariables: map[string]any{"userId": nil, "role": "admin"}}
 
+	// Webhooks as the admin API answers them: a new one with its secret,
+	// and one Herald disabled, with basic auth. Durations are printed by
+	// time.Duration, as the service does.
+	hookID := "0192f7a4-7d2c-7a10-8e3b-5c1d2e3f4a5b"
+	retry := webhooks.Retry{MaxAttempts: 8, InitialInterval: (5 * time.Second).String(),
+		MaxInterval: time.Hour.String(), Timeout: (1500 * time.Millisecond).String()}
+	hook := webhooks.View{ID: hookID, Name: "crm-sync", URL: "https://crm.example.com/hooks/herald", Resource: "contracts",
+		Events: []string{"created", "updated", "deleted"}, Fields: []string{"status"}, Format: webhooks.FormatEvent,
+		Auth: webhooks.AuthView{Type: webhooks.AuthHMAC}, Headers: map[string]string{"X-Tenant": "acme"}, Retry: retry,
+		RateLimit: 2.5, Enabled: true, CreatedAt: at, UpdatedAt: at,
+		Secret: "whsec_q4Hn5fqcG6lSU0cyG5UKqdQE2HR9l2YlOaZdV2jQTXI="}
+	disabled := webhooks.View{ID: hookID, Name: "ids", URL: "http://10.0.0.5:8080/in", Resource: "*",
+		Events: []string{"created"}, Fields: []string{}, Format: webhooks.FormatIDs,
+		Auth: webhooks.AuthView{Type: webhooks.AuthBasic, Username: "herald"}, Headers: map[string]string{}, Retry: retry,
+		Ordered: true, Paused: true, DisabledReason: "the endpoint answered 410 Gone", CreatedAt: at, UpdatedAt: dispatched}
+
+	// Deliveries: a queued ping, and a dead one whose attempts got an
+	// answer, then none.
+	ping := webhooks.DeliveryView{ID: "4812", WebhookID: hookID, EventID: id, EventType: "webhook.ping",
+		Status: webhooks.StatusPending, NextAttemptAt: &at, CreatedAt: at, UpdatedAt: at, AttemptLog: []webhooks.Attempt{},
+		Payload: json.RawMessage(`{"type":"webhook.ping","webhookId":"` + hookID + `","timestamp":"2026-11-22T10:15:30.123456Z"}`)}
+	dead := webhooks.DeliveryView{ID: "4811", WebhookID: hookID, EventID: id, EventType: "customers.updated",
+		ResourceName: "customers", ResourceID: id, Status: webhooks.StatusDead, Attempts: 2, CreatedAt: at, UpdatedAt: dispatched,
+		AttemptLog: []webhooks.Attempt{
+			{Attempt: 1, At: at, StatusCode: 503, LatencyMS: 12.345, Response: "busy",
+				ResponseHeaders: map[string]string{"Retry-After": "3", "Set-Cookie": "***"}},
+			{Attempt: 2, At: dispatched, LatencyMS: 30000, Error: "context deadline exceeded"},
+		},
+		Payload: json.RawMessage(`{"hook_id":"` + hookID + `","rows":["` + id + `"]}`)}
+	deliveryNext := "4811"
+	deliveries := webhooks.DeliveryPage{Data: []webhooks.DeliveryView{ping, dead}}
+	deliveries.Meta.Next = &deliveryNext
+
 	cases := []struct {
 		schema string
 		value  any
@@ -224,6 +258,16 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Event", deleted},
 		{"EventPage", &events.Page{Data: []events.Event{created, updated, deleted}, Meta: events.PageMeta{Next: &eventNext}}},
 		{"EventPage", &events.Page{Data: []events.Event{}}},
+		{"Webhook", hook},
+		{"Webhook", disabled},
+		{"WebhookList", map[string]any{"data": []webhooks.View{hook, disabled}}},
+		{"WebhookList", map[string]any{"data": []webhooks.View{}}},
+		{"Delivery", ping},
+		{"Delivery", dead},
+		{"DeliveryPage", &deliveries},
+		{"DeliveryPage", &webhooks.DeliveryPage{Data: []webhooks.DeliveryView{}}},
+		{"InvokeResult", &webhooks.InvokeResult{EventID: id}},
+		{"ReplayResult", &webhooks.ReplayResult{Queued: 3}},
 		{"Problem", &api.Problem{Type: "https://herald.dev/problems/validation", Title: "Invalid record",
 			Status: 422, Detail: "one or more fields are invalid", Instance: "/v1/customers", RequestID: id,
 			Errors: []resources.Problem{{Field: "email", Rule: "email", Message: "must be an email address"}}}},
@@ -290,6 +334,12 @@ func TestOpenAPILiveResponses(t *testing.T) {
 		{"events with bad limit", ready, http.MethodGet, "/v1/_events?limit=1001", "Bearer " + adminKey, "", "", http.StatusBadRequest},
 		{"events with bad since", ready, http.MethodGet, "/v1/_events?since=yesterday", "Bearer " + adminKey, "", "", http.StatusBadRequest},
 		{"event as a user", ready, http.MethodGet, "/v1/_events/0192f7a4-6b1e-7c3a-9d7e-2f9a1c0b5e11", "Bearer user", "", "", http.StatusForbidden},
+		{"webhooks without key", ready, http.MethodGet, "/v1/_webhooks", "", "", "", http.StatusUnauthorized},
+		{"webhook as a user", ready, http.MethodPatch, "/v1/_webhooks/0192f7a4-7d2c-7a10-8e3b-5c1d2e3f4a5b", "Bearer user",
+			"application/json", `{"paused": true}`, http.StatusForbidden},
+		{"deliveries as a user", ready, http.MethodGet, "/v1/_webhooks/0192f7a4-7d2c-7a10-8e3b-5c1d2e3f4a5b/deliveries?status=dead",
+			"Bearer user", "", "", http.StatusForbidden},
+		{"redeliver without key", ready, http.MethodPost, "/v1/_deliveries/4812/redeliver", "", "", "", http.StatusUnauthorized},
 		{"history with bad token", ready, http.MethodGet, "/v1/customers/0192f7a4-6b1e-7c3a-9d7e-2f9a1c0b5e11/history", "Bearer nope", "", "", http.StatusUnauthorized},
 	}
 	for _, tc := range cases {

@@ -48,7 +48,9 @@ func TestFormatsAndSignatures(t *testing.T) {
 			evs := auditEvents(t, env, "&resource=items")
 			require.Len(t, evs, 4)
 			require.Len(t, rcv["event"].requests(), 4, "one delivery per event, nothing for tags")
-			slices.SortFunc(got, func(x, y received) int { return strings.Compare(x.Header.Get("webhook-id"), y.Header.Get("webhook-id")) })
+			slices.SortFunc(got, func(x, y received) int {
+				return strings.Compare(x.Header.Get("webhook-id"), y.Header.Get("webhook-id"))
+			})
 			for i, req := range got {
 				ev := evs[i]
 				require.Equal(t, ev["eventId"], req.Header.Get("webhook-id"))
@@ -73,7 +75,9 @@ func TestFormatsAndSignatures(t *testing.T) {
 
 			// hasura: exactly the shape Hasura receivers parse.
 			got = rcv["hasura"].waitRequests(t, 4, 10*time.Second)
-			slices.SortFunc(got, func(x, y received) int { return strings.Compare(x.Header.Get("webhook-id"), y.Header.Get("webhook-id")) })
+			slices.SortFunc(got, func(x, y received) int {
+				return strings.Compare(x.Header.Get("webhook-id"), y.Header.Get("webhook-id"))
+			})
 			ops := map[string]string{"items.created": "INSERT", "items.updated": "UPDATE", "items.deleted": "DELETE"}
 			for i, req := range got {
 				ev := evs[i]

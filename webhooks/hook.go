@@ -3,6 +3,7 @@ package webhooks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -187,7 +188,7 @@ func decodeSpec(body []byte, base Spec) (Spec, []resources.Problem, error) {
 	if err := dec.Decode(&obj); err != nil || obj == nil {
 		return base, nil, &BodyError{"the body must be a JSON object"}
 	}
-	if dec.More() {
+	if trailing(body, dec) {
 		return base, nil, &BodyError{"the body has data after the JSON value"}
 	}
 	var probs []resources.Problem
@@ -210,23 +211,29 @@ func decodeSpec(body []byte, base Spec) (Spec, []resources.Problem, error) {
 		// A partial retry object keeps the other retry settings: decoding
 		// into base overlays only the keys sent.
 		if err := d.Decode(&base); err != nil {
-			probs = append(probs, resources.Problem{Field: k, Rule: "type", Message: typeMessage(k, err)})
+			field, msg := typeProblem(k, err)
+			probs = append(probs, resources.Problem{Field: field, Rule: "type", Message: msg})
 		}
 	}
 	return base, probs, nil
 }
 
-func typeMessage(k string, err error) string {
+// typeProblem names the field of a decoding error (a nested one as
+// "retry.maxAttempts") and says what type it must have.
+func typeProblem(k string, err error) (string, string) {
 	var ute *json.UnmarshalTypeError
-	if e, ok := err.(*json.UnmarshalTypeError); ok {
-		ute = e
-		return fmt.Sprintf("must be %s, not %s", jsonType(ute.Type.Kind().String()), ute.Value)
+	if errors.As(err, &ute) {
+		field := k
+		if ute.Field != "" {
+			field = ute.Field
+		}
+		return field, "must be " + jsonType(ute.Type.Kind().String()) + ", not " + ute.Value
 	}
 	msg := err.Error()
 	if i := strings.Index(msg, "unknown field "); i >= 0 {
-		return msg[i:]
+		return k + "." + strings.Trim(msg[i+len("unknown field "):], `"`), "unknown field"
 	}
-	return "has the wrong type"
+	return k, "has the wrong type"
 }
 
 func jsonType(kind string) string {
@@ -235,7 +242,9 @@ func jsonType(kind string) string {
 		return "a string"
 	case "bool":
 		return "a boolean"
-	case "int", "float64":
+	case "int":
+		return "an integer"
+	case "float64":
 		return "a number"
 	case "slice":
 		return "an array"
@@ -243,6 +252,12 @@ func jsonType(kind string) string {
 		return "an object"
 	}
 	return "of another type"
+}
+
+// trailing tells whether body has anything but white space after the
+// value dec decoded. (Decoder.More misses a stray "}" or "]".)
+func trailing(body []byte, dec *json.Decoder) bool {
+	return len(bytes.TrimSpace(body[dec.InputOffset():])) > 0
 }
 
 // BodyError is a body that is not the JSON object expected (400).

@@ -1,6 +1,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -371,14 +372,15 @@ func (s *Service) Replay(ctx context.Context, id string, body []byte) (*ReplayRe
 			return nil, err
 		}
 		if len(rows) > 0 {
-			err = s.store.Write(ctx, func(tx *gorm.DB) error {
-				n, err := insertDeliveries(tx, s.kind, rows)
-				res.Queued = n
+			var n int64
+			err = s.store.Write(ctx, func(tx *gorm.DB) (err error) {
+				n, err = insertDeliveries(tx, s.kind, rows)
 				return err
 			})
 			if err != nil {
 				return nil, err
 			}
+			res.Queued += n
 		}
 		if page.Meta.Next == nil {
 			break
@@ -489,7 +491,10 @@ func (s *Service) Redeliver(ctx context.Context, deliveryID string) (*DeliveryVi
 // and trailing data (422 for a field's problem, 400 for a body that is
 // not JSON).
 func strictDecode(body []byte, v any) error {
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if len(bytes.TrimSpace(body)) == 0 {
+		body = []byte("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var ute *json.UnmarshalTypeError
@@ -501,7 +506,7 @@ func strictDecode(body []byte, v any) error {
 		}
 		return &BodyError{"the body must be a JSON object: " + err.Error()}
 	}
-	if dec.More() {
+	if trailing(body, dec) {
 		return &BodyError{"the body has data after the JSON value"}
 	}
 	return nil
