@@ -434,19 +434,25 @@ func (q *Queue) attempt(ctx context.Context, c claimed, lim *rate.Limiter) (r re
 		r.status, r.next = StatusDead, now
 	default:
 		r.status = StatusRetrying
-		delay := c.h.initial << min(a.Attempt-1, 30)
-		if delay <= 0 || delay > c.h.maxBackoff {
-			delay = c.h.maxBackoff
-		}
-		delay = q.cfg.Jitter(delay)
-		if ra, ok := retryAfter(hdr, now); ok && code != 0 {
-			delay = min(ra, c.h.maxBackoff)
-		}
-		r.next = now.Add(delay)
+		r.next = now.Add(backoff(c.h.initial, c.h.maxBackoff, a.Attempt, hdr, now, q.cfg.Jitter))
 	}
 	r.gone = err == nil && code == http.StatusGone
 	q.cfg.Metrics.attempted(r.status, latency)
 	return r
+}
+
+// backoff is the delay before the attempt after attempt n (1-based): a
+// Retry-After answer's (capped at maxInterval), else full jitter over
+// initial * 2^(n-1), capped at maxInterval.
+func backoff(initial, maxInterval time.Duration, n int, hdr http.Header, now time.Time, jitter func(time.Duration) time.Duration) time.Duration {
+	if ra, ok := retryAfter(hdr, now); ok {
+		return min(ra, maxInterval)
+	}
+	d := initial << min(n-1, 30)
+	if d <= 0 || d > maxInterval {
+		d = maxInterval
+	}
+	return jitter(d)
 }
 
 // send makes one HTTP attempt; it returns the status code, the response

@@ -1,0 +1,176 @@
+package events_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/database/dbtest"
+	"github.com/herald-dev/herald/events"
+)
+
+// recorder is a test consumer's memory: the batches it took, and how often
+// it refused one (with the ids of each refused batch).
+type recorder struct {
+	mu      sync.Mutex
+	failing bool
+	batches [][]events.Event
+	refused [][]int64
+}
+
+func (r *recorder) consume(_ context.Context, batch []events.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.failing {
+		r.refused = append(r.refused, ids(batch))
+		return errors.New("consumer is down")
+	}
+	r.batches = append(r.batches, batch)
+	return nil
+}
+
+func (r *recorder) setFailing(f bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failing = f
+}
+
+// taken is every event the consumer took, in the order it took them.
+func (r *recorder) taken() []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []events.Event
+	for _, b := range r.batches {
+		out = append(out, b...)
+	}
+	return out
+}
+
+// sizes are the sizes of the batches the consumer took.
+func (r *recorder) sizes() []int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]int, len(r.batches))
+	for i, b := range r.batches {
+		out[i] = len(b)
+	}
+	return out
+}
+
+func (r *recorder) refusals() [][]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([][]int64(nil), r.refused...)
+}
+
+// cursorOf reads a consumer's cursor from herald_consumers.
+func cursorOf(t *testing.T, env *apptest.Env, name string) int64 {
+	t.Helper()
+	var pos []int64
+	require.NoError(t, env.App.DB().Read.Raw("SELECT position FROM herald_consumers WHERE name = ?", name).Scan(&pos).Error)
+	require.Len(t, pos, 1, "cursor %s", name)
+	return pos[0]
+}
+
+// TestConsumersAreIndependent runs a relay of its own (the app's is
+// stopped) with two consumers, one of them down: the healthy one takes
+// every event once, in log order, while the failing one's cursor stays put
+// and the events stay undispatched; once the failing one recovers it takes
+// everything from its cursor, and the healthy one is sent nothing again.
+// A relay with one cursor for all its consumers (or that stops at the
+// first failing one) fails this test.
+func TestConsumersAreIndependent(t *testing.T) {
+	const backlog, live, after, batchSize = 15, 12, 3, 7
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, itemsSchema)
+			env.App.Relay().Stop()
+			createItems := func(prefix string, n int) {
+				for i := range n {
+					r := admin(t, env, "POST", "/v1/items", fmt.Sprintf(`{"key":"%s%d","writer":0,"n":%d}`, prefix, i, i))
+					require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+				}
+			}
+			// A backlog written before the consumers exist: new cursors
+			// start at the dispatch watermark, which the stopped relay left
+			// behind these events.
+			createItems("backlog-", backlog)
+
+			healthy, failing := &recorder{}, &recorder{failing: true}
+			relay := events.NewRelay(events.RelayConfig{BatchSize: batchSize, PollInterval: 20 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, env.App.DB().Read, env.App.Store(),
+				events.NewConsumerFunc("failing", failing.consume), events.NewConsumerFunc("healthy", healthy.consume))
+			require.NoError(t, relay.Start(context.Background()))
+			t.Cleanup(relay.Stop)
+
+			start := cursorOf(t, env, "failing")
+			require.Equal(t, start, cursorOf(t, env, "healthy"), "new cursors start together, at the watermark")
+			require.Len(t, eventsAfter(t, env, start).Events, backlog, "the backlog lies after the new cursors")
+
+			// More events while the relay runs.
+			createItems("live-", live)
+			logged := eventsAfter(t, env, start).Events
+			require.Len(t, logged, backlog+live)
+			last := logged[len(logged)-1].ID
+
+			// The healthy consumer takes everything despite the failing one.
+			waitUntil(t, 30*time.Second, func() bool { return len(healthy.taken()) >= len(logged) },
+				"the healthy consumer takes every event while the other fails")
+			waitUntil(t, 30*time.Second, func() bool { return len(failing.refusals()) >= 3 },
+				"the failing consumer is tried again")
+			require.Equal(t, ids(logged), ids(healthy.taken()), "the healthy consumer: each event once, in log order")
+			for _, n := range healthy.sizes() {
+				require.LessOrEqual(t, n, batchSize)
+			}
+			require.Equal(t, last, cursorOf(t, env, "healthy"))
+			require.Equal(t, start, cursorOf(t, env, "failing"), "a failing consumer's cursor stays where it was")
+			for _, f := range failing.refusals() {
+				require.Equal(t, ids(logged[:batchSize]), f, "the failing consumer is offered the batch after its own cursor, again")
+			}
+			for _, e := range eventsAfter(t, env, start).Events {
+				require.Nil(t, e.DispatchedAt, "event %d: not dispatched while a consumer has not taken it", e.ID)
+			}
+			require.Equal(t, ids(logged), ids(healthy.taken()), "nothing sent again to the healthy consumer while the other fails")
+
+			// The failing consumer recovers: it takes the log from its cursor.
+			failing.setFailing(false)
+			waitUntil(t, 30*time.Second, func() bool { return len(failing.taken()) >= len(logged) },
+				"the recovered consumer catches up")
+			waitUntil(t, 30*time.Second, func() bool {
+				for _, e := range eventsAfter(t, env, start).Events {
+					if e.DispatchedAt == nil {
+						return false
+					}
+				}
+				return true
+			}, "every event dispatched once both consumers took it")
+			require.Equal(t, ids(logged), ids(failing.taken()), "the recovered consumer: each event once, in log order, from its cursor")
+			require.Equal(t, ids(logged), ids(healthy.taken()), "the healthy consumer is sent nothing again")
+			require.Equal(t, last, cursorOf(t, env, "failing"))
+
+			// New events go to both, once.
+			createItems("after-", after)
+			all := eventsAfter(t, env, start).Events
+			require.Len(t, all, backlog+live+after)
+			waitUntil(t, 30*time.Second, func() bool {
+				return len(failing.taken()) >= len(all) && len(healthy.taken()) >= len(all) &&
+					eventsAfter(t, env, start).Events[len(all)-1].DispatchedAt != nil
+			}, "both consumers take the new events")
+			relay.Stop() // waits for steps in flight: nothing comes after this
+			require.Equal(t, ids(all), ids(healthy.taken()))
+			require.Equal(t, ids(all), ids(failing.taken()))
+			require.Equal(t, all[len(all)-1].ID, cursorOf(t, env, "healthy"))
+			require.Equal(t, all[len(all)-1].ID, cursorOf(t, env, "failing"))
+		})
+	}
+}
