@@ -36,18 +36,21 @@ const defaultPGURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disabl
 
 // options are the parsed command-line flags.
 type options struct {
-	dbs         []database.Kind
-	pgURL       string
-	clients     []int
-	duration    time.Duration
-	warmup      time.Duration
-	ops         []op
-	variants    []variant
-	cpuProfile  string
-	seed        int
-	maxRequests int
-	sqliteSync  string
-	json        bool
+	dbs           []database.Kind
+	pgURL         string
+	clients       []int
+	duration      time.Duration
+	warmup        time.Duration
+	ops           []op
+	variants      []variant
+	cpuProfile    string
+	seed          int
+	maxRequests   int
+	sqliteSync    string
+	json          bool
+	webhooks      bool
+	webhookRate   int
+	webhookEvents int
 }
 
 func main() {
@@ -80,6 +83,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	env := describeEnv(opts)
 	fmt.Fprint(stdout, env.header())
+	if opts.webhooks {
+		return runWebhookBench(ctx, opts, stdout, stderr)
+	}
 
 	client := newClient(slices.Max(opts.clients))
 	defer client.CloseIdleConnections()
@@ -128,6 +134,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	maxRequests := fs.Int("max-requests", 2_000_000, "cap on requests per measurement (bounds memory for latencies)")
 	sqliteSync := fs.String("sqlite-sync", "NORMAL", "SQLite synchronous setting: NORMAL or FULL")
 	jsonOut := fs.Bool("json", false, "also print each result as a JSON line after the table")
+	webhooks := fs.Bool("webhooks", false, "run the webhook benchmark instead: commit-to-delivery latency and delivery throughput")
+	webhookRate := fs.Int("webhook-rate", 200, "-webhooks: writes per second of the latency measurement (-duration long)")
+	webhookEvents := fs.Int("webhook-events", 20000, "-webhooks: deliveries of the throughput measurement")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (Herald and load) to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures Herald's HTTP throughput over loopback.\n\n")
@@ -217,6 +226,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, fmt.Errorf("-sqlite-sync %q: want NORMAL or FULL", *sqliteSync)
 	}
 	o.cpuProfile = *cpuProfile
+	o.webhooks, o.webhookRate, o.webhookEvents = *webhooks, *webhookRate, *webhookEvents
+	if o.webhookRate < 1 || o.webhookRate > 100_000 || o.webhookEvents < 1000 || o.webhookEvents > 10_000_000 {
+		return o, errors.New("-webhook-rate: want 1 to 100000; -webhook-events: want 1000 to 10000000")
+	}
 	return o, nil
 }
 
