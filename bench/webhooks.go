@@ -159,10 +159,72 @@ func webhookLatency(ctx context.Context, opts options, client *http.Client, kind
 	if len(lat) == 0 {
 		return fmt.Errorf("no deliveries arrived (%d writes, %d failed)", writes.Load(), failed.Load())
 	}
+	stages, err := latencyStages(ctx, client, t.baseURL)
+	if err != nil {
+		return err
+	}
 	rate := float64(writes.Load()) / opts.duration.Seconds()
 	fmt.Fprintf(stdout, "%-9s %-11s %12d %10.0f %10s %10s   (%d writes at %.0f/s, 3 webhooks, %d write errors)\n", kind, "latency",
 		len(lat), rate*3, pct(lat, 50), pct(lat, 99), writes.Load(), rate, failed.Load())
+	fmt.Fprint(stdout, stages)
 	return nil
+}
+
+// latencyStages splits the latency of the first webhook's last 1000
+// deliveries by stage, from the delivery log: capture to dispatch (the
+// event's createdAt to the delivery row's), dispatch to the attempt's
+// start (claim), and the attempt itself.
+func latencyStages(ctx context.Context, client *http.Client, base string) (string, error) {
+	raw, err := call(ctx, client, "GET", base+"/v1/_webhooks", "", http.StatusOK)
+	if err != nil {
+		return "", err
+	}
+	var list struct {
+		Data []struct{ ID, Name string } `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil || len(list.Data) == 0 {
+		return "", fmt.Errorf("webhook list: %v", err)
+	}
+	if raw, err = call(ctx, client, "GET", base+"/v1/_webhooks/"+list.Data[0].ID+"/deliveries?limit=1000", "", http.StatusOK); err != nil {
+		return "", err
+	}
+	var page struct {
+		Data []struct {
+			CreatedAt  time.Time       `json:"createdAt"`
+			Payload    json.RawMessage `json:"payload"`
+			AttemptLog []struct {
+				At        time.Time `json:"at"`
+				LatencyMS float64   `json:"latencyMs"`
+			} `json:"attemptLog"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return "", err
+	}
+	var dispatch, claim, send []time.Duration
+	for _, d := range page.Data {
+		var ev struct {
+			CreatedAt time.Time `json:"createdAt"`
+		}
+		if json.Unmarshal(d.Payload, &ev) != nil || len(d.AttemptLog) == 0 {
+			continue
+		}
+		dispatch = append(dispatch, d.CreatedAt.Sub(ev.CreatedAt))
+		claim = append(claim, d.AttemptLog[0].At.Sub(d.CreatedAt))
+		send = append(send, time.Duration(d.AttemptLog[0].LatencyMS*float64(time.Millisecond)))
+	}
+	var b strings.Builder
+	for _, st := range []struct {
+		name string
+		d    []time.Duration
+	}{{"  capture to dispatch", dispatch}, {"  dispatch to attempt", claim}, {"  attempt", send}} {
+		if len(st.d) == 0 {
+			continue
+		}
+		slices.Sort(st.d)
+		fmt.Fprintf(&b, "%-33s %10s %10s\n", st.name, pct(st.d, 50), pct(st.d, 99))
+	}
+	return b.String(), nil
 }
 
 func pct(sorted []time.Duration, p int) string {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gorm.io/gorm"
@@ -38,6 +39,9 @@ type Dispatcher struct {
 	kind  database.Kind
 	now   func() time.Time
 	queue *Queue
+
+	mu      sync.Mutex
+	handOff []claimed // inserted claimed by this instance, for Committed
 }
 
 var (
@@ -70,18 +74,58 @@ func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx
 	if err != nil {
 		return nil, err
 	}
-	rows, err := buildDeliveries(hooks, batch, targets, d.now())
+	now := d.now()
+	rows, err := buildDeliveries(hooks, batch, targets, now)
 	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
-	return func(tx *gorm.DB) error { _, err := insertDeliveries(tx, d.kind, rows); return err }, nil
+	// Deliveries this instance has room for are inserted claimed by it and
+	// handed to its queue once they commit: no claim round trip between
+	// the commit of a write and the first attempt of its deliveries.
+	byID := make(map[string]*hook, len(hooks))
+	for _, h := range hooks {
+		byID[h.ID] = h
+	}
+	if d.queue != nil {
+		extra := map[string]int{}
+		for i := range rows {
+			h := byID[rows[i].WebhookID]
+			if lease, ok := d.queue.preclaim(h, extra[h.ID], now); ok {
+				extra[h.ID]++
+				rows[i].ClaimedBy, rows[i].ClaimExpiresAt = d.queue.cfg.Instance, &lease
+			}
+		}
+	}
+	return func(tx *gorm.DB) error {
+		ins, err := insertDeliveries(tx, rows)
+		if err != nil {
+			return err
+		}
+		// The last run of apply is the one that commits.
+		d.mu.Lock()
+		d.handOff = d.handOff[:0]
+		for _, r := range ins {
+			if r.ClaimedBy != "" {
+				d.handOff = append(d.handOff, claimed{h: byID[r.WebhookID], d: r, lease: *r.ClaimExpiresAt})
+			}
+		}
+		d.mu.Unlock()
+		return nil
+	}, nil
 }
 
-// Committed implements events.Committer: new deliveries wake the queue.
+// Committed implements events.Committer: deliveries claimed at insertion
+// go to the queue's senders, and the queue wakes for the others.
 func (d *Dispatcher) Committed() {
-	if d.queue != nil {
-		d.queue.Wake()
+	if d.queue == nil {
+		return
 	}
+	d.mu.Lock()
+	cs := d.handOff
+	d.handOff = nil
+	d.mu.Unlock()
+	d.queue.handOff(cs)
+	d.queue.Wake()
 }
 
 // loadHooks reads the webhooks matching a condition.
@@ -223,33 +267,36 @@ func newDelivery(h *hook, eventID, eventType, resource, resourceID string, creat
 }
 
 // insertDeliveries inserts rows, skipping those whose (event, webhook)
-// exists, and returns how many it inserted.
-func insertDeliveries(tx *gorm.DB, kind database.Kind, rows []models.Delivery) (int64, error) {
-	const chunk = 400 // 16 parameters a row: under both engines' limits
-	var n int64
+// exists, and returns the rows it inserted, with their ids.
+func insertDeliveries(tx *gorm.DB, rows []models.Delivery) ([]models.Delivery, error) {
+	const chunk = 400 // 17 parameters a row: under both engines' limits
+	var out []models.Delivery
 	for len(rows) > 0 {
 		part := rows[:min(len(rows), chunk)]
 		rows = rows[len(part):]
 		var sql strings.Builder
 		sql.WriteString(`INSERT INTO herald_deliveries (webhook_id, event_id, event_type, resource_name, resource_id,
-  event_created_at, payload, traceparent, status, attempts, next_attempt_at, claimed_by, attempt_log, created_at, updated_at) VALUES `)
-		args := make([]any, 0, len(part)*15)
+  event_created_at, payload, traceparent, status, attempts, next_attempt_at, claimed_by, claim_expires_at, attempt_log,
+  created_at, updated_at) VALUES `)
+		args := make([]any, 0, len(part)*16)
 		for i := range part {
 			d := &part[i]
 			if i > 0 {
 				sql.WriteString(", ")
 			}
-			sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 			args = append(args, d.WebhookID, d.EventID, d.EventType, d.ResourceName, d.ResourceID,
-				d.EventCreatedAt, d.Payload, d.Traceparent, d.Status, d.Attempts, d.NextAttemptAt, "", d.AttemptLog,
-				d.CreatedAt, d.UpdatedAt)
+				d.EventCreatedAt, d.Payload, d.Traceparent, d.Status, d.Attempts, d.NextAttemptAt, d.ClaimedBy,
+				d.ClaimExpiresAt, d.AttemptLog, d.CreatedAt, d.UpdatedAt)
 		}
-		sql.WriteString(" ON CONFLICT (event_id, webhook_id) DO NOTHING")
-		res := tx.Exec(sql.String(), args...)
-		if res.Error != nil {
-			return n, fmt.Errorf("webhooks: insert deliveries: %w", res.Error)
+		sql.WriteString(` ON CONFLICT (event_id, webhook_id) DO NOTHING
+RETURNING id, webhook_id, event_id, event_type, resource_name, resource_id, event_created_at, payload, traceparent,
+  status, attempts, next_attempt_at, claimed_by, claim_expires_at, attempt_log, created_at, updated_at`)
+		var ins []models.Delivery
+		if err := tx.Raw(sql.String(), args...).Scan(&ins).Error; err != nil {
+			return out, fmt.Errorf("webhooks: insert deliveries: %w", err)
 		}
-		n += res.RowsAffected
+		out = append(out, ins...)
 	}
-	return n, nil
+	return out, nil
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -38,8 +39,13 @@ type QueueConfig struct {
 	// Concurrency is how many deliveries to one webhook are in flight at
 	// once, so a slow endpoint holds at most this many. Default 16.
 	Concurrency int
-	// MaxInFlight caps deliveries in flight in all. Default 512.
-	MaxInFlight int
+	// MaxClaimed caps the deliveries this instance holds claimed (being
+	// sent or waiting for a sender) in all. Default 4096.
+	MaxClaimed int
+	// MaxPrefetch caps the deliveries claimed ahead for one webhook. A
+	// webhook gets as many as its senders can send in about a second at its
+	// recent latency, at least Concurrency. Default 512.
+	MaxPrefetch int
 	// PollInterval is how often the queue looks for due deliveries it was
 	// not woken for (retries, other instances' work). Default 1s.
 	PollInterval time.Duration
@@ -83,16 +89,17 @@ type Queue struct {
 	wake    chan struct{}
 	results chan result
 
-	mu       sync.Mutex
-	inflight map[string]int
-	total    int
-	limiters map[string]*rate.Limiter
-	nextDue  time.Time
+	mu      sync.Mutex
+	lanes   map[string]*lane
+	claimed int // claimed and not yet recorded, in all lanes
+	nextDue time.Time
 
 	life      sync.Mutex
 	started   bool
+	running   atomic.Bool // started, for preclaim without the life lock
 	cancel    context.CancelFunc // the claim loop
 	cancelOut context.CancelFunc // sends in flight
+	out       context.Context    // the sends' context
 	loopDone  chan struct{}
 	recDone   chan struct{}
 	senders   sync.WaitGroup
@@ -108,8 +115,11 @@ func NewQueue(cfg QueueConfig, read *gorm.DB, write events.Writer, kind database
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 16
 	}
-	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 512
+	if cfg.MaxClaimed <= 0 {
+		cfg.MaxClaimed = 4096
+	}
+	if cfg.MaxPrefetch <= 0 {
+		cfg.MaxPrefetch = 512
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = time.Second
@@ -142,7 +152,7 @@ func NewQueue(cfg QueueConfig, read *gorm.DB, write events.Writer, kind database
 	}
 	q := &Queue{cfg: cfg, read: read, write: write, kind: kind, client: cfg.Client,
 		tracer: cfg.TracerProvider.Tracer("github.com/herald-dev/herald/webhooks"),
-		wake:   make(chan struct{}, 1), inflight: map[string]int{}, limiters: map[string]*rate.Limiter{}}
+		wake:   make(chan struct{}, 1), lanes: map[string]*lane{}}
 	if q.client == nil {
 		q.client = &http.Client{
 			Transport: &http.Transport{
@@ -176,11 +186,12 @@ func (q *Queue) Start() {
 		return
 	}
 	q.started = true
+	q.running.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	out, cancelOut := context.WithCancel(context.Background())
-	q.cancel, q.cancelOut = cancel, cancelOut
+	q.cancel, q.cancelOut, q.out = cancel, cancelOut, out
 	q.loopDone, q.recDone = make(chan struct{}), make(chan struct{})
-	q.results = make(chan result, 4*q.cfg.MaxInFlight)
+	q.results = make(chan result, 1024)
 	go q.recorder(q.results, q.recDone)
 	go q.loop(ctx, out, q.loopDone)
 }
@@ -195,10 +206,22 @@ func (q *Queue) Stop() {
 		return
 	}
 	q.started = false
+	q.running.Store(false)
 	q.cancel()
 	<-q.loopDone
 	q.cancelOut()
 	q.senders.Wait()
+	// What was claimed but not sent goes back to the queue.
+	q.mu.Lock()
+	var left []claimed
+	for _, l := range q.lanes {
+		left = append(left, l.queue...)
+		l.queue = nil
+	}
+	q.mu.Unlock()
+	for _, c := range left {
+		q.results <- result{c: c, released: true}
+	}
 	close(q.results)
 	<-q.recDone
 }
@@ -258,14 +281,33 @@ func (q *Queue) safeClaim(ctx, out context.Context) (n int, err error) {
 	return q.claim(ctx, out)
 }
 
-// claimed is a delivery claimed by this instance, with its webhook.
+// claimed is a delivery claimed by this instance, with its webhook and the
+// end of its claim's lease.
 type claimed struct {
-	h *hook
-	d models.Delivery
+	h     *hook
+	d     models.Delivery
+	lease time.Time
 }
 
-// claim takes due deliveries of every enabled, unpaused webhook with free
-// slots, in one write transaction, and starts sending them.
+// lane is one webhook's deliveries claimed by this instance: a queue of
+// claimed deliveries and up to Concurrency senders working through it.
+type lane struct {
+	queue   []claimed
+	active  int
+	limiter *rate.Limiter
+	latency time.Duration // moving average of attempt latency
+}
+
+// prefetch is how many deliveries l may hold: what its senders send in
+// about a second at its recent latency, from Concurrency to MaxPrefetch.
+func (q *Queue) prefetch(l *lane) int {
+	lat := max(l.latency, time.Millisecond)
+	n := int(time.Second/lat) * q.cfg.Concurrency
+	return min(max(n, q.cfg.Concurrency), q.cfg.MaxPrefetch)
+}
+
+// claim takes due deliveries of every enabled, unpaused webhook whose lane
+// has room, in one write transaction, and queues them on their lanes.
 func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -274,36 +316,39 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 		return 0, err
 	}
 	type want struct {
-		h    *hook
-		free int
+		h     *hook
+		n     int
+		lease time.Time
 	}
 	var wants []want
+	now := q.cfg.Now().UTC()
 	q.mu.Lock()
-	room := q.cfg.MaxInFlight - q.total
+	room := q.cfg.MaxClaimed - q.claimed
 	for _, h := range hooks {
-		free := min(q.cfg.Concurrency-q.inflight[h.ID], room)
-		if free > 0 {
-			wants = append(wants, want{h, free})
-			room -= free
+		l := q.lane(h)
+		backlog := len(l.queue) + l.active
+		n := min(q.prefetch(l)-backlog, room)
+		if n <= 0 || (backlog > 0 && n < q.cfg.Concurrency) {
+			continue // full, or not worth a claim yet
 		}
+		room -= n
+		wants = append(wants, want{h, n, q.leaseFor(h, l, backlog+n, now)})
 	}
 	q.mu.Unlock()
 	if len(wants) == 0 {
 		return 0, nil
 	}
-	now := q.cfg.Now().UTC()
 	var got []claimed
 	err = q.write.Write(qctx, func(tx *gorm.DB) error {
 		got = got[:0]
 		for _, w := range wants {
-			lease := now.Add(w.h.timeout + q.cfg.LeaseMargin)
 			var rows []models.Delivery
-			if err := tx.Raw(q.claimSQL(w.h.Ordered), q.cfg.Instance, lease, now, w.h.ID, now, now, w.free).
+			if err := tx.Raw(q.claimSQL(w.h.Ordered), q.cfg.Instance, w.lease, now, w.h.ID, now, now, w.n).
 				Scan(&rows).Error; err != nil {
 				return fmt.Errorf("webhooks: claim: %w", err)
 			}
 			for _, d := range rows {
-				got = append(got, claimed{w.h, d})
+				got = append(got, claimed{w.h, d, w.lease})
 			}
 		}
 		return nil
@@ -311,18 +356,9 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, c := range got {
-		q.mu.Lock()
-		q.inflight[c.h.ID]++
-		q.total++
-		lim := q.limiter(c.h)
-		q.mu.Unlock()
-		q.senders.Add(1)
-		go func() {
-			defer q.senders.Done()
-			q.results <- q.attempt(out, c, lim)
-		}()
-	}
+	q.mu.Lock()
+	q.enqueue(got)
+	q.mu.Unlock()
 	return len(got), nil
 }
 
@@ -352,18 +388,120 @@ RETURNING id, webhook_id, event_id, event_type, resource_name, resource_id, even
 	return b.String()
 }
 
-// limiter returns h's rate limiter, nil without a rate limit. q.mu held.
-func (q *Queue) limiter(h *hook) *rate.Limiter {
-	if h.RateLimit <= 0 {
-		delete(q.limiters, h.ID)
-		return nil
+// preclaim tells whether this instance takes a new delivery of h at once
+// (the dispatcher inserts it claimed and hands it over after commit), with
+// extra more of h's already taken in this batch, and gives the lease.
+// Ordered and paused webhooks go through claims, as do webhooks whose
+// lane is full.
+func (q *Queue) preclaim(h *hook, extra int, now time.Time) (time.Time, bool) {
+	if h == nil || h.Ordered || h.Paused || !h.Enabled {
+		return time.Time{}, false
 	}
-	l := q.limiters[h.ID]
-	if l == nil || l.Limit() != rate.Limit(h.RateLimit) {
-		l = rate.NewLimiter(rate.Limit(h.RateLimit), max(1, int(h.RateLimit)))
-		q.limiters[h.ID] = l
+	running := q.running.Load()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	l := q.lane(h)
+	backlog := len(l.queue) + l.active + extra
+	if !running || backlog >= q.prefetch(l) || q.claimed+extra >= q.cfg.MaxClaimed {
+		return time.Time{}, false
+	}
+	return q.leaseFor(h, l, backlog+1, now), true
+}
+
+// leaseFor is the lease of a claim that puts l's backlog at n: the wait
+// behind the backlog at the lane's recent pace, plus the attempt's
+// timeout and the margin. A delivery whose lease would run out while it
+// waits is handed back instead of sent.
+func (q *Queue) leaseFor(h *hook, l *lane, n int, now time.Time) time.Time {
+	waves := time.Duration(n/q.cfg.Concurrency + 1)
+	return now.Add(h.timeout + q.cfg.LeaseMargin + waves*2*max(l.latency, 10*time.Millisecond))
+}
+
+// handOff queues deliveries claimed at insertion on their lanes.
+func (q *Queue) handOff(cs []claimed) {
+	q.life.Lock()
+	defer q.life.Unlock()
+	if !q.started {
+		return // their leases expire and a claim takes them
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.enqueue(cs)
+}
+
+// enqueue puts claimed deliveries on their lanes and starts senders.
+// q.mu held, queue running.
+func (q *Queue) enqueue(cs []claimed) {
+	for _, c := range cs {
+		if c.h == nil {
+			continue
+		}
+		l := q.lane(c.h)
+		l.queue = append(l.queue, c)
+		q.claimed++
+		for l.active < q.cfg.Concurrency && l.active < len(l.queue) {
+			l.active++
+			q.senders.Add(1)
+			go q.work(q.out, l)
+		}
+	}
+}
+
+// lane returns h's lane, with its rate limiter set to h's rate limit.
+// q.mu held.
+func (q *Queue) lane(h *hook) *lane {
+	l := q.lanes[h.ID]
+	if l == nil {
+		l = &lane{}
+		q.lanes[h.ID] = l
+	}
+	switch {
+	case h.RateLimit <= 0:
+		l.limiter = nil
+	case l.limiter == nil || l.limiter.Limit() != rate.Limit(h.RateLimit):
+		l.limiter = rate.NewLimiter(rate.Limit(h.RateLimit), max(1, int(h.RateLimit)))
 	}
 	return l
+}
+
+// work is one sender of lane l: it sends the lane's queued deliveries one
+// after the other until the queue is empty or the queue stops.
+func (q *Queue) work(ctx context.Context, l *lane) {
+	defer q.senders.Done()
+	for {
+		q.mu.Lock()
+		if len(l.queue) == 0 || ctx.Err() != nil {
+			l.active--
+			q.mu.Unlock()
+			q.Wake()
+			return
+		}
+		c := l.queue[0]
+		l.queue = l.queue[1:]
+		lim := l.limiter
+		q.mu.Unlock()
+		var r result
+		if q.cfg.Now().Add(c.h.timeout).After(c.lease) {
+			r = result{c: c, released: true} // its lease would run out mid-attempt
+		} else {
+			r = q.attempt(ctx, c, lim)
+		}
+		q.mu.Lock()
+		if !r.released {
+			if l.latency == 0 {
+				l.latency = r.latency
+			} else {
+				l.latency = (7*l.latency + r.latency) / 8
+			}
+		}
+		low := len(l.queue) < q.prefetch(l)/2
+		q.claimed--
+		q.mu.Unlock()
+		q.results <- r
+		if low {
+			q.Wake()
+		}
+	}
 }
 
 // Attempt is one entry of a delivery's attempt log.
@@ -388,18 +526,12 @@ type result struct {
 	status   string
 	next     time.Time
 	gone     bool // 410: disable the webhook
+	latency  time.Duration
 }
 
 // attempt sends one delivery and decides what comes next.
 func (q *Queue) attempt(ctx context.Context, c claimed, lim *rate.Limiter) (r result) {
 	r.c = c
-	defer func() {
-		q.mu.Lock()
-		q.inflight[c.h.ID]--
-		q.total--
-		q.mu.Unlock()
-		q.Wake()
-	}()
 	defer func() {
 		if p := recover(); p != nil {
 			q.cfg.Logger.Error("webhooks: send panicked", "delivery", c.d.ID, "panic", p)
@@ -437,6 +569,7 @@ func (q *Queue) attempt(ctx context.Context, c claimed, lim *rate.Limiter) (r re
 		r.next = now.Add(backoff(c.h.initial, c.h.maxBackoff, a.Attempt, hdr, now, q.cfg.Jitter))
 	}
 	r.gone = err == nil && code == http.StatusGone
+	r.latency = latency
 	q.cfg.Metrics.attempted(r.status, latency)
 	return r
 }
@@ -569,7 +702,10 @@ func maskHeaders(h http.Header) map[string]string {
 func (q *Queue) recorder(results <-chan result, done chan struct{}) {
 	defer close(done)
 	for r := range results {
+		// Outcomes are gathered for a few milliseconds, so that a busy
+		// queue records hundreds per transaction instead of one each.
 		batch := []result{r}
+		linger := time.NewTimer(recordLinger)
 	fill:
 		for len(batch) < 500 {
 			select {
@@ -578,10 +714,11 @@ func (q *Queue) recorder(results <-chan result, done chan struct{}) {
 					break fill
 				}
 				batch = append(batch, r)
-			default:
+			case <-linger.C:
 				break fill
 			}
 		}
+		linger.Stop()
 		for try := 1; ; try++ {
 			err := q.record(batch)
 			if err == nil {
@@ -597,6 +734,10 @@ func (q *Queue) recorder(results <-chan result, done chan struct{}) {
 		}
 	}
 }
+
+// recordLinger is how long the recorder waits for more outcomes before
+// writing a batch.
+const recordLinger = 5 * time.Millisecond
 
 // record stores a batch of outcomes and the webhooks' state changes (410,
 // a streak of dead deliveries) in one write transaction.

@@ -374,7 +374,8 @@ func (s *Service) Replay(ctx context.Context, id string, body []byte) (*ReplayRe
 		if len(rows) > 0 {
 			var n int64
 			err = s.store.Write(ctx, func(tx *gorm.DB) (err error) {
-				n, err = insertDeliveries(tx, s.kind, rows)
+				ins, err := insertDeliveries(tx, rows)
+				n = int64(len(ins))
 				return err
 			})
 			if err != nil {
