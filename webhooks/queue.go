@@ -722,6 +722,9 @@ func (q *Queue) recorder(results <-chan result, done chan struct{}) {
 		for try := 1; ; try++ {
 			err := q.record(batch)
 			if err == nil {
+				// Recorded outcomes free the next delivery of an ordered
+				// row.
+				q.Wake()
 				break
 			}
 			if try == 5 {
