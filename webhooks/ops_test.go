@@ -111,4 +111,3 @@ func TestMetricsCountDeliveries(t *testing.T) {
 		})
 	}
 }
-

@@ -96,7 +96,7 @@ type Queue struct {
 
 	life      sync.Mutex
 	started   bool
-	running   atomic.Bool // started, for preclaim without the life lock
+	running   atomic.Bool        // started, for preclaim without the life lock
 	cancel    context.CancelFunc // the claim loop
 	cancelOut context.CancelFunc // sends in flight
 	out       context.Context    // the sends' context
