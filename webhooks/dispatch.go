@@ -66,6 +66,10 @@ func (d *Dispatcher) Name() string { return ConsumerName }
 
 // Consume implements events.Consumer.
 func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx *gorm.DB) error, error) {
+	// A previous step whose transaction failed may have left its list.
+	d.mu.Lock()
+	d.handOff = nil
+	d.mu.Unlock()
 	hooks, err := loadHooks(ctx, d.read, "enabled = ?", true)
 	if err != nil || len(hooks) == 0 {
 		return nil, err
