@@ -748,14 +748,7 @@ func (q *Queue) record(batch []result) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	now := q.cfg.Now().UTC()
-	type upd struct {
-		id       int64
-		status   string
-		attempts int
-		next     time.Time
-		log      string
-	}
-	ups := make([]upd, 0, len(batch))
+	ups := make([]outcome, 0, len(batch))
 	type streak struct {
 		reset bool
 		dead  int
@@ -766,7 +759,7 @@ func (q *Queue) record(batch []result) error {
 	for _, r := range batch {
 		d := r.c.d
 		if r.released {
-			ups = append(ups, upd{d.ID, d.Status, d.Attempts, d.NextAttemptAt.UTC(), d.AttemptLog})
+			ups = append(ups, outcome{d.ID, d.Status, d.Attempts, d.NextAttemptAt.UTC(), d.AttemptLog})
 			continue
 		}
 		var log []Attempt
@@ -776,7 +769,7 @@ func (q *Queue) record(batch []result) error {
 			log = log[len(log)-maxLog:]
 		}
 		lj, _ := json.Marshal(log)
-		ups = append(ups, upd{d.ID, r.status, r.attempt.Attempt, r.next.UTC(), string(lj)})
+		ups = append(ups, outcome{d.ID, r.status, r.attempt.Attempt, r.next.UTC(), string(lj)})
 		if r.status == StatusRetrying {
 			q.mu.Lock()
 			if q.nextDue.IsZero() || r.next.Before(q.nextDue) {
@@ -799,38 +792,18 @@ func (q *Queue) record(batch []result) error {
 		s.gone = s.gone || r.gone
 	}
 	err := q.write.Write(ctx, func(tx *gorm.DB) error {
-		var sql strings.Builder
-		args := make([]any, 0, len(ups)*5+2)
-		if q.kind == database.Postgres {
-			sql.WriteString(`UPDATE herald_deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
-  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
-FROM (VALUES `)
-			args = append(args, now)
-			for i, u := range ups {
-				if i > 0 {
-					sql.WriteString(", ")
-				}
-				sql.WriteString("(?::bigint, ?::text, ?::int, ?::timestamptz, ?::text)")
-				args = append(args, u.id, u.status, u.attempts, u.next, u.log)
-			}
-			sql.WriteString(`) AS v(id, status, attempts, next_at, log) WHERE d.id = v.id AND d.claimed_by = ?`)
-		} else {
-			sql.WriteString(`WITH v(id, status, attempts, next_at, log) AS (VALUES `)
-			for i, u := range ups {
-				if i > 0 {
-					sql.WriteString(", ")
-				}
-				sql.WriteString("(?, ?, ?, ?, ?)")
-				args = append(args, u.id, u.status, u.attempts, u.next, u.log)
-			}
-			sql.WriteString(`) UPDATE herald_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
-  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
-FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = ?`)
-			args = append(args, now)
+		// The SQLite driver's binding is quadratic in a statement's
+		// parameters (see insertDeliveries): small statements there.
+		chunk := 500
+		if q.kind != database.Postgres {
+			chunk = 64
 		}
-		args = append(args, q.cfg.Instance)
-		if err := tx.Exec(sql.String(), args...).Error; err != nil {
-			return fmt.Errorf("webhooks: record outcomes: %w", err)
+		for part := ups; len(part) > 0; {
+			n := min(len(part), chunk)
+			if err := q.recordOutcomes(tx, part[:n], now); err != nil {
+				return err
+			}
+			part = part[n:]
 		}
 		for _, id := range order {
 			s := streaks[id]
@@ -856,6 +829,54 @@ FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = ?`)
 		return nil
 	})
 	return err
+}
+
+// outcome is the new state of one delivery.
+type outcome struct {
+	id       int64
+	status   string
+	attempts int
+	next     time.Time
+	log      string
+}
+
+// recordOutcomes writes outcomes in one statement, for deliveries this
+// instance still holds claimed.
+func (q *Queue) recordOutcomes(tx *gorm.DB, ups []outcome, now time.Time) error {
+	var sql strings.Builder
+	args := make([]any, 0, len(ups)*5+2)
+	if q.kind == database.Postgres {
+		sql.WriteString(`UPDATE herald_deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
+FROM (VALUES `)
+		args = append(args, now)
+		for i, u := range ups {
+			if i > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(?::bigint, ?::text, ?::int, ?::timestamptz, ?::text)")
+			args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+		}
+		sql.WriteString(`) AS v(id, status, attempts, next_at, log) WHERE d.id = v.id AND d.claimed_by = ?`)
+	} else {
+		sql.WriteString(`WITH v(id, status, attempts, next_at, log) AS (VALUES `)
+		for i, u := range ups {
+			if i > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(?, ?, ?, ?, ?)")
+			args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+		}
+		sql.WriteString(`) UPDATE herald_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
+  attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
+FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = ?`)
+		args = append(args, now)
+	}
+	args = append(args, q.cfg.Instance)
+	if err := tx.Exec(sql.String(), args...).Error; err != nil {
+		return fmt.Errorf("webhooks: record outcomes: %w", err)
+	}
+	return nil
 }
 
 // DeadStreakLimit is how many deliveries in a row may die before the
