@@ -303,7 +303,9 @@ func insertDeliveries(tx *gorm.DB, rows []models.Delivery) ([]models.Delivery, e
 RETURNING id, webhook_id, event_id, event_type, resource_name, resource_id, event_created_at, payload, traceparent,
   status, attempts, next_attempt_at, claimed_by, claim_expires_at, attempt_log, created_at, updated_at`)
 		var ins []models.Delivery
-		if err := tx.Raw(sql.String(), args...).Scan(&ins).Error; err != nil {
+		// Find, not Scan: Scan formats the statement with its values for a
+		// logger that is never called.
+		if err := tx.Raw(sql.String(), args...).Find(&ins).Error; err != nil {
 			return out, fmt.Errorf("webhooks: insert deliveries: %w", err)
 		}
 		out = append(out, ins...)

@@ -343,8 +343,10 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 		got = got[:0]
 		for _, w := range wants {
 			var rows []models.Delivery
+			// Find, not Scan: Scan formats the statement with its values
+			// for a logger that is never called.
 			if err := tx.Raw(q.claimSQL(w.h.Ordered), q.cfg.Instance, w.lease, now, w.h.ID, now, now, w.n).
-				Scan(&rows).Error; err != nil {
+				Find(&rows).Error; err != nil {
 				return fmt.Errorf("webhooks: claim: %w", err)
 			}
 			for _, d := range rows {
