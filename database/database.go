@@ -66,7 +66,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if cfg.MaxConns <= 0 {
 		cfg.MaxConns = 32
 	}
-	gcfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false}
+	// Times GORM fills in (autoCreateTime, autoUpdateTime) are UTC: SQLite
+	// stores them as text and compares them as text, which is only right
+	// when every value has the same offset.
+	gcfg := &gorm.Config{Logger: logger.Discard, SkipDefaultTransaction: true, PrepareStmt: false,
+		NowFunc: func() time.Time { return time.Now().UTC() }}
 	if IsPostgres(cfg.URL) {
 		d := &DB{Kind: Postgres}
 		pcfg, err := pgx.ParseConfig(cfg.URL)

@@ -113,10 +113,11 @@ type Webhook struct {
 	TimeoutMS           int64  `gorm:"column:timeout_ms;not null"`
 	Ordered             bool   `gorm:"not null"`
 	RateLimit           float64
-	Paused              bool   `gorm:"not null"`
-	Enabled             bool   `gorm:"not null"`
-	DisabledReason      string `gorm:"not null"`
-	DeadStreak          int    `gorm:"not null"`
+	Paused              bool       `gorm:"not null"`
+	ResumedAt           *time.Time // set when unpaused, until the backlog is sent
+	Enabled             bool       `gorm:"not null"`
+	DisabledReason      string     `gorm:"not null"`
+	DeadStreak          int        `gorm:"not null"`
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 }

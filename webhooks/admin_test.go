@@ -267,32 +267,44 @@ func TestGoneAndDeadStreakDisable(t *testing.T) {
 }
 
 // TestPausedThenUnpausedKeepsOrder: a paused webhook records deliveries
-// and sends nothing; unpaused, an ordered webhook sends them in commit
-// order.
+// and sends nothing; unpaused, it sends the backlog in commit order per
+// row, ordered or not, although the receiver answers after random delays.
 func TestPausedThenUnpausedKeepsOrder(t *testing.T) {
 	for _, kind := range dbtest.Kinds {
-		t.Run(string(kind), func(t *testing.T) {
-			t.Parallel()
-			env := start(t, kind)
-			rc := newReceiver(t, nil)
-			h := register(t, env, map[string]any{"name": "paused", "url": rc.URL, "resource": "items", "paused": true, "ordered": true})
-			id := create(t, env, "p", 0)
-			for i := 1; i <= 20; i++ {
-				patch(t, env, id, map[string]any{"n": i})
-			}
-			require.Eventually(t, func() bool { return len(deliveries(t, env, h["id"].(string), "&status=pending")) == 21 },
-				10*time.Second, 20*time.Millisecond)
-			time.Sleep(300 * time.Millisecond)
-			require.Empty(t, rc.requests(), "a paused webhook sends nothing")
-			r := env.Admin("PATCH", "/v1/_webhooks/"+h["id"].(string), map[string]any{"paused": false})
-			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
-			got := rc.waitRequests(t, 21, 20*time.Second)
-			for i, q := range got {
-				body := jsonOf(t, q.Body)
-				n := body["data"].(map[string]any)["new"].(map[string]any)["n"]
-				require.EqualValues(t, i, n, "in commit order")
-			}
-		})
+		for _, ordered := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/ordered=%v", kind, ordered), func(t *testing.T) {
+				t.Parallel()
+				env := start(t, kind)
+				rc := newReceiver(t, func(n int, r received) answer {
+					return answer{status: 200, delay: time.Duration(n*7%11) * time.Millisecond}
+				})
+				h := register(t, env, map[string]any{"name": "paused", "url": rc.URL, "resource": "items", "paused": true, "ordered": ordered})
+				id := create(t, env, "p", 0)
+				other := create(t, env, "q", 0)
+				for i := 1; i <= 20; i++ {
+					patch(t, env, id, map[string]any{"n": i})
+					patch(t, env, other, map[string]any{"n": i})
+				}
+				require.Eventually(t, func() bool { return len(deliveries(t, env, h["id"].(string), "&status=pending")) == 42 },
+					10*time.Second, 20*time.Millisecond)
+				time.Sleep(300 * time.Millisecond)
+				require.Empty(t, rc.requests(), "a paused webhook sends nothing")
+				r := env.Admin("PATCH", "/v1/_webhooks/"+h["id"].(string), map[string]any{"paused": false})
+				require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+				got := rc.waitRequests(t, 42, 20*time.Second)
+				next := map[string]float64{}
+				for _, q := range got {
+					body := jsonOf(t, q.Body)
+					n := body["data"].(map[string]any)["new"].(map[string]any)["n"].(float64)
+					row := body["resourceId"].(string)
+					require.Equal(t, next[row], n, "row %s in commit order", row)
+					next[row] = n + 1
+				}
+				// After the backlog, new deliveries flow as usual.
+				patch(t, env, id, map[string]any{"n": 21})
+				rc.waitRequests(t, 43, 10*time.Second)
+			})
+		}
 	}
 }
 

@@ -78,7 +78,7 @@ func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx
 	if err != nil {
 		return nil, err
 	}
-	now := d.now()
+	now := d.now().UTC() // SQLite compares times as text: always UTC
 	rows, err := buildDeliveries(hooks, batch, targets, now)
 	if err != nil || len(rows) == 0 {
 		return nil, err
@@ -91,12 +91,13 @@ func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx
 		byID[h.ID] = h
 	}
 	if d.queue != nil {
+		tok := d.queue.token()
 		extra := map[string]int{}
 		for i := range rows {
 			h := byID[rows[i].WebhookID]
 			if lease, ok := d.queue.preclaim(h, extra[h.ID], now); ok {
 				extra[h.ID]++
-				rows[i].ClaimedBy, rows[i].ClaimExpiresAt = d.queue.cfg.Instance, &lease
+				rows[i].ClaimedBy, rows[i].ClaimExpiresAt = tok, &lease
 			}
 		}
 	}

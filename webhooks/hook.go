@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/http/httpguts"
 
@@ -180,6 +181,9 @@ func (h *hook) spec() Spec {
 var specFields = []string{"name", "url", "resource", "events", "fields", "related", "classification", "format",
 	"auth", "headers", "retry", "ordered", "rateLimit", "paused", "enabled"}
 
+// notNull are the keys that have no "null" (PATCH cannot unset them).
+var notNull = []string{"name", "url", "resource", "format", "ordered", "paused", "enabled", "rateLimit"}
+
 // decodeSpec overlays the JSON object body on base, naming every key that
 // is unknown or of the wrong type.
 func decodeSpec(body []byte, base Spec) (Spec, []resources.Problem, error) {
@@ -200,6 +204,10 @@ func decodeSpec(body []byte, base Spec) (Spec, []resources.Problem, error) {
 	for _, k := range keys {
 		if !slices.Contains(specFields, k) {
 			probs = append(probs, resources.Problem{Field: k, Rule: "unknown", Message: "unknown field"})
+			continue
+		}
+		if string(bytes.TrimSpace(obj[k])) == "null" && slices.Contains(notNull, k) {
+			probs = append(probs, resources.Problem{Field: k, Rule: "type", Message: "must not be null"})
 			continue
 		}
 		one, _ := json.Marshal(map[string]json.RawMessage{k: obj[k]})
@@ -281,6 +289,8 @@ func (s *Spec) validate(sc *resources.Schema, guard *Guard) []resources.Problem 
 	}
 	if s.Name = strings.TrimSpace(s.Name); s.Name == "" || len(s.Name) > 200 {
 		bad("name", "required", "a name of 1 to 200 characters is required")
+	} else if hasControl(s.Name) {
+		bad("name", "characters", "must not contain control characters")
 	}
 	if s.URL == "" {
 		bad("url", "required", "an http or https URL is required")
@@ -350,6 +360,9 @@ func (s *Spec) validate(sc *resources.Schema, guard *Guard) []resources.Problem 
 		}
 		if s.Auth.Token != "" {
 			bad("auth", "credentials", "basic takes a username and password")
+		}
+		if hasControl(s.Auth.Username) || hasControl(s.Auth.Password) {
+			bad("auth", "characters", "the username and password must not contain control characters")
 		}
 	default:
 		bad("auth.type", "enum", "must be hmac, bearer, basic or none")
@@ -443,6 +456,12 @@ func (s *Spec) apply(m *models.Webhook) {
 		m.DisabledReason, m.DeadStreak = "", 0
 	}
 	m.Enabled = *s.Enabled
+}
+
+// hasControl tells whether s has a control character (NUL included, which
+// PostgreSQL cannot store in text).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // checkURLShape refuses what is not an absolute http(s) URL.

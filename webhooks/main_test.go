@@ -20,7 +20,13 @@ import (
 	"github.com/herald-dev/herald/database/dbtest"
 )
 
-func TestMain(m *testing.M) { dbtest.Main(m) }
+// TestMain runs the suite in a time zone west of UTC: SQLite compares
+// times as text, so a time written in local time would compare wrong (a
+// lease looked expired at once and deliveries went out twice).
+func TestMain(m *testing.M) {
+	time.Local = time.FixedZone("UTC-5", -5*60*60)
+	dbtest.Main(m)
+}
 
 const itemsSchema = `
 resources:

@@ -88,8 +88,10 @@ type Queue struct {
 
 	wake    chan struct{}
 	results chan result
+	seq     atomic.Int64 // claim tokens
 
 	mu      sync.Mutex
+	live    map[string]*hook // enabled, unpaused webhooks as of the last claim round
 	lanes   map[string]*lane
 	claimed int // claimed and not yet recorded, in all lanes
 	nextDue time.Time
@@ -152,7 +154,7 @@ func NewQueue(cfg QueueConfig, read *gorm.DB, write events.Writer, kind database
 	}
 	q := &Queue{cfg: cfg, read: read, write: write, kind: kind, client: cfg.Client,
 		tracer: cfg.TracerProvider.Tracer("github.com/herald-dev/herald/webhooks"),
-		wake:   make(chan struct{}, 1), lanes: map[string]*lane{}}
+		wake:   make(chan struct{}, 1), lanes: map[string]*lane{}, live: map[string]*hook{}}
 	if q.client == nil {
 		q.client = &http.Client{
 			Transport: &http.Transport{
@@ -168,6 +170,14 @@ func NewQueue(cfg QueueConfig, read *gorm.DB, write events.Writer, kind database
 		}
 	}
 	return q
+}
+
+// token returns a new claim token: this instance's name and a sequence
+// number. Outcomes are recorded only for rows still holding the token of
+// the claim they were sent under, so a claim that was taken over (its
+// lease ran out) cannot overwrite the newer claim's state.
+func (q *Queue) token() string {
+	return q.cfg.Instance + "/" + strconv.FormatInt(q.seq.Add(1), 10)
 }
 
 // Wake tells the queue that deliveries may be due. It never blocks.
@@ -218,6 +228,7 @@ func (q *Queue) Stop() {
 		left = append(left, l.queue...)
 		l.queue = nil
 	}
+	q.claimed -= len(left)
 	q.mu.Unlock()
 	for _, c := range left {
 		q.results <- result{c: c, released: true}
@@ -299,11 +310,17 @@ type lane struct {
 }
 
 // prefetch is how many deliveries l may hold: what its senders send in
-// about a second at its recent latency, from Concurrency to MaxPrefetch.
+// about a second at its recent latency (and rate limit), from 1 to
+// MaxPrefetch. A lane not measured yet gets Concurrency.
 func (q *Queue) prefetch(l *lane) int {
-	lat := max(l.latency, time.Millisecond)
-	n := int(time.Second/lat) * q.cfg.Concurrency
-	return min(max(n, q.cfg.Concurrency), q.cfg.MaxPrefetch)
+	n := q.cfg.Concurrency
+	if l.latency > 0 {
+		n = min(max(int(time.Second/max(l.latency, time.Millisecond))*q.cfg.Concurrency, q.cfg.Concurrency), q.cfg.MaxPrefetch)
+	}
+	if l.limiter != nil {
+		n = min(n, max(1, int(float64(l.limiter.Limit())+0.999)))
+	}
+	return n
 }
 
 // claim takes due deliveries of every enabled, unpaused webhook whose lane
@@ -312,7 +329,7 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	hooks, err := loadHooks(qctx, q.read, "enabled = ? AND paused = ?", true, false)
-	if err != nil || len(hooks) == 0 {
+	if err != nil {
 		return 0, err
 	}
 	type want struct {
@@ -323,6 +340,16 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	var wants []want
 	now := q.cfg.Now().UTC()
 	q.mu.Lock()
+	live := make(map[string]*hook, len(hooks))
+	for _, h := range hooks {
+		live[h.ID] = h
+	}
+	for id := range q.lanes {
+		if live[id] == nil && len(q.lanes[id].queue) == 0 && q.lanes[id].active == 0 {
+			delete(q.lanes, id)
+		}
+	}
+	q.live = live
 	room := q.cfg.MaxClaimed - q.claimed
 	for _, h := range hooks {
 		l := q.lane(h)
@@ -339,18 +366,29 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 		return 0, nil
 	}
 	var got []claimed
+	tok := q.token()
 	err = q.write.Write(qctx, func(tx *gorm.DB) error {
 		got = got[:0]
 		for _, w := range wants {
 			var rows []models.Delivery
 			// Find, not Scan: Scan formats the statement with its values
 			// for a logger that is never called.
-			if err := tx.Raw(q.claimSQL(w.h.Ordered), q.cfg.Instance, w.lease, now, w.h.ID, now, now, w.n).
+			if err := tx.Raw(q.claimSQL(w.h.Ordered, w.h.ResumedAt != nil), tok, w.lease, now, w.h.ID, now, now, w.n).
 				Find(&rows).Error; err != nil {
 				return fmt.Errorf("webhooks: claim: %w", err)
 			}
 			for _, d := range rows {
+				d.ClaimedBy = tok
 				got = append(got, claimed{w.h, d, w.lease})
+			}
+			if w.h.ResumedAt != nil && len(rows) < w.n {
+				// The paused backlog is sent (or in flight): back to
+				// unconstrained claims once none of it is left.
+				if err := tx.Exec(`UPDATE herald_webhooks SET resumed_at = NULL WHERE id = ? AND NOT EXISTS (
+  SELECT 1 FROM herald_deliveries d WHERE d.webhook_id = ? AND d.status IN ('pending', 'retrying') AND d.created_at <= ?)`,
+					w.h.ID, w.h.ID, *w.h.ResumedAt).Error; err != nil {
+					return fmt.Errorf("webhooks: end of backlog: %w", err)
+				}
 			}
 		}
 		return nil
@@ -365,19 +403,28 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 }
 
 // claimSQL takes up to n due, unclaimed (or lease-expired) deliveries of
-// one webhook, oldest first. For an ordered webhook, only deliveries with
-// no earlier unfinished one for the same row. On PostgreSQL SKIP LOCKED
+// one webhook, oldest first. For an ordered webhook, and for the backlog a
+// webhook recorded while paused, only deliveries with no earlier
+// unfinished one for the same row. On PostgreSQL SKIP LOCKED
 // lets instances claim side by side; SQLite has one writer.
-func (q *Queue) claimSQL(ordered bool) string {
+func (q *Queue) claimSQL(ordered, resumed bool) string {
 	var b strings.Builder
 	b.WriteString(`UPDATE herald_deliveries SET claimed_by = ?, claim_expires_at = ?, updated_at = ?
 WHERE id IN (SELECT d.id FROM herald_deliveries d
   WHERE d.webhook_id = ? AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?
     AND (d.claim_expires_at IS NULL OR d.claim_expires_at < ?)`)
-	if ordered {
+	switch {
+	case ordered:
 		b.WriteString(`
     AND NOT EXISTS (SELECT 1 FROM herald_deliveries p WHERE p.webhook_id = d.webhook_id
       AND p.resource_id = d.resource_id AND p.status IN ('pending', 'retrying') AND p.id < d.id)`)
+	case resumed:
+		// The backlog recorded while the webhook was paused goes out in
+		// commit order per row, as for an ordered webhook.
+		b.WriteString(`
+    AND (d.created_at > (SELECT w.resumed_at FROM herald_webhooks w WHERE w.id = d.webhook_id)
+      OR NOT EXISTS (SELECT 1 FROM herald_deliveries p WHERE p.webhook_id = d.webhook_id
+        AND p.resource_id = d.resource_id AND p.status IN ('pending', 'retrying') AND p.id < d.id))`)
 	}
 	b.WriteString(`
   ORDER BY d.id LIMIT ?`)
@@ -396,7 +443,7 @@ RETURNING id, webhook_id, event_id, event_type, resource_name, resource_id, even
 // Ordered and paused webhooks go through claims, as do webhooks whose
 // lane is full.
 func (q *Queue) preclaim(h *hook, extra int, now time.Time) (time.Time, bool) {
-	if h == nil || h.Ordered || h.Paused || !h.Enabled {
+	if h == nil || h.Ordered || h.Paused || !h.Enabled || h.ResumedAt != nil {
 		return time.Time{}, false
 	}
 	running := q.running.Load()
@@ -416,7 +463,11 @@ func (q *Queue) preclaim(h *hook, extra int, now time.Time) (time.Time, bool) {
 // waits is handed back instead of sent.
 func (q *Queue) leaseFor(h *hook, l *lane, n int, now time.Time) time.Time {
 	waves := time.Duration(n/q.cfg.Concurrency + 1)
-	return now.Add(h.timeout + q.cfg.LeaseMargin + waves*2*max(l.latency, 10*time.Millisecond))
+	wait := waves * 2 * max(l.latency, 10*time.Millisecond)
+	if l.limiter != nil {
+		wait += time.Duration(float64(n) / float64(l.limiter.Limit()) * float64(time.Second))
+	}
+	return now.Add(h.timeout + q.cfg.LeaseMargin + wait).UTC()
 }
 
 // handOff queues deliveries claimed at insertion on their lanes.
@@ -461,7 +512,7 @@ func (q *Queue) lane(h *hook) *lane {
 	case h.RateLimit <= 0:
 		l.limiter = nil
 	case l.limiter == nil || l.limiter.Limit() != rate.Limit(h.RateLimit):
-		l.limiter = rate.NewLimiter(rate.Limit(h.RateLimit), max(1, int(h.RateLimit)))
+		l.limiter = rate.NewLimiter(rate.Limit(h.RateLimit), 1) // no burst above the rate
 	}
 	return l
 }
@@ -481,11 +532,17 @@ func (q *Queue) work(ctx context.Context, l *lane) {
 		c := l.queue[0]
 		l.queue = l.queue[1:]
 		lim := l.limiter
+		cur := q.live[c.h.ID]
 		q.mu.Unlock()
 		var r result
-		if q.cfg.Now().Add(c.h.timeout).After(c.lease) {
+		switch {
+		case cur == nil || !cur.UpdatedAt.Equal(c.h.UpdatedAt):
+			// Paused, disabled, deleted or changed since the claim: hand
+			// it back (a claim with the current settings takes it, or not).
+			r = result{c: c, released: true}
+		case q.cfg.Now().Add(c.h.timeout).After(c.lease):
 			r = result{c: c, released: true} // its lease would run out mid-attempt
-		} else {
+		default:
 			r = q.attempt(ctx, c, lim)
 		}
 		q.mu.Lock()
@@ -541,8 +598,23 @@ func (q *Queue) attempt(ctx context.Context, c claimed, lim *rate.Limiter) (r re
 		}
 	}()
 	if lim != nil {
-		if err := lim.Wait(ctx); err != nil {
+		// Wait for the rate limit only if the attempt still ends within
+		// the claim's lease; otherwise hand the delivery back.
+		res := lim.Reserve()
+		delay := res.Delay()
+		if !res.OK() || q.cfg.Now().Add(delay+c.h.timeout).After(c.lease) {
+			res.Cancel()
 			return result{c: c, released: true}
+		}
+		if delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				res.Cancel()
+				return result{c: c, released: true}
+			case <-t.C:
+			}
 		}
 	}
 	if ctx.Err() != nil {
@@ -761,7 +833,7 @@ func (q *Queue) record(batch []result) error {
 	for _, r := range batch {
 		d := r.c.d
 		if r.released {
-			ups = append(ups, outcome{d.ID, d.Status, d.Attempts, d.NextAttemptAt.UTC(), d.AttemptLog})
+			ups = append(ups, outcome{d.ID, d.Status, d.Attempts, d.NextAttemptAt.UTC(), d.AttemptLog, d.ClaimedBy})
 			continue
 		}
 		var log []Attempt
@@ -771,7 +843,7 @@ func (q *Queue) record(batch []result) error {
 			log = log[len(log)-maxLog:]
 		}
 		lj, _ := json.Marshal(log)
-		ups = append(ups, outcome{d.ID, r.status, r.attempt.Attempt, r.next.UTC(), string(lj)})
+		ups = append(ups, outcome{d.ID, r.status, r.attempt.Attempt, r.next.UTC(), string(lj), d.ClaimedBy})
 		if r.status == StatusRetrying {
 			q.mu.Lock()
 			if q.nextDue.IsZero() || r.next.Before(q.nextDue) {
@@ -793,7 +865,9 @@ func (q *Queue) record(batch []result) error {
 		}
 		s.gone = s.gone || r.gone
 	}
+	var disabled []string
 	err := q.write.Write(ctx, func(tx *gorm.DB) error {
+		disabled = disabled[:0]
 		// The SQLite driver's binding is quadratic in a statement's
 		// parameters (see insertDeliveries): small statements there.
 		chunk := 500
@@ -817,12 +891,18 @@ func (q *Queue) record(batch []result) error {
 				err = tx.Exec("UPDATE herald_webhooks SET dead_streak = dead_streak + ? WHERE id = ?", s.dead, id).Error
 			}
 			if err == nil && s.dead > 0 {
-				err = tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ?
-  WHERE id = ? AND enabled = ? AND dead_streak >= ?`, false, fmt.Sprintf("%d deliveries in a row died", DeadStreakLimit), now, id, true, DeadStreakLimit).Error
+				res := tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ?
+  WHERE id = ? AND enabled = ? AND dead_streak >= ?`, false, fmt.Sprintf("%d deliveries in a row died", DeadStreakLimit), now, id, true, DeadStreakLimit)
+				if err = res.Error; res.RowsAffected > 0 {
+					disabled = append(disabled, id)
+				}
 			}
 			if err == nil && s.gone {
-				err = tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = ?`,
-					false, "the endpoint answered 410 Gone", now, id, true).Error
+				res := tx.Exec(`UPDATE herald_webhooks SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ? AND enabled = ?`,
+					false, "the endpoint answered 410 Gone", now, id, true)
+				if err = res.Error; res.RowsAffected > 0 {
+					disabled = append(disabled, id)
+				}
 			}
 			if err != nil {
 				return fmt.Errorf("webhooks: update webhook %s: %w", id, err)
@@ -830,6 +910,11 @@ func (q *Queue) record(batch []result) error {
 		}
 		return nil
 	})
+	if err == nil {
+		for _, id := range disabled {
+			q.Forget(id)
+		}
+	}
 	return err
 }
 
@@ -840,13 +925,14 @@ type outcome struct {
 	attempts int
 	next     time.Time
 	log      string
+	token    string // the claim it was sent under
 }
 
 // recordOutcomes writes outcomes in one statement, for deliveries this
 // instance still holds claimed.
 func (q *Queue) recordOutcomes(tx *gorm.DB, ups []outcome, now time.Time) error {
 	var sql strings.Builder
-	args := make([]any, 0, len(ups)*5+2)
+	args := make([]any, 0, len(ups)*6+1)
 	if q.kind == database.Postgres {
 		sql.WriteString(`UPDATE herald_deliveries AS d SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
   attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
@@ -856,29 +942,38 @@ FROM (VALUES `)
 			if i > 0 {
 				sql.WriteString(", ")
 			}
-			sql.WriteString("(?::bigint, ?::text, ?::int, ?::timestamptz, ?::text)")
-			args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+			sql.WriteString("(?::bigint, ?::text, ?::int, ?::timestamptz, ?::text, ?::text)")
+			args = append(args, u.id, u.status, u.attempts, u.next, u.log, u.token)
 		}
-		sql.WriteString(`) AS v(id, status, attempts, next_at, log) WHERE d.id = v.id AND d.claimed_by = ?`)
+		sql.WriteString(`) AS v(id, status, attempts, next_at, log, token) WHERE d.id = v.id AND d.claimed_by = v.token`)
 	} else {
-		sql.WriteString(`WITH v(id, status, attempts, next_at, log) AS (VALUES `)
+		sql.WriteString(`WITH v(id, status, attempts, next_at, log, token) AS (VALUES `)
 		for i, u := range ups {
 			if i > 0 {
 				sql.WriteString(", ")
 			}
-			sql.WriteString("(?, ?, ?, ?, ?)")
-			args = append(args, u.id, u.status, u.attempts, u.next, u.log)
+			sql.WriteString("(?, ?, ?, ?, ?, ?)")
+			args = append(args, u.id, u.status, u.attempts, u.next, u.log, u.token)
 		}
 		sql.WriteString(`) UPDATE herald_deliveries SET status = v.status, attempts = v.attempts, next_attempt_at = v.next_at,
   attempt_log = v.log, claimed_by = '', claim_expires_at = NULL, updated_at = ?
-FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = ?`)
+FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = v.token`)
 		args = append(args, now)
 	}
-	args = append(args, q.cfg.Instance)
 	if err := tx.Exec(sql.String(), args...).Error; err != nil {
 		return fmt.Errorf("webhooks: record outcomes: %w", err)
 	}
 	return nil
+}
+
+// Forget drops a webhook from the senders' view until the next claim
+// round reads it again: deliveries it holds claimed are handed back instead
+// of sent. Call it when a webhook is paused, disabled, changed or deleted.
+func (q *Queue) Forget(id string) {
+	q.mu.Lock()
+	delete(q.live, id)
+	q.mu.Unlock()
+	q.Wake()
 }
 
 // DeadStreakLimit is how many deliveries in a row may die before the

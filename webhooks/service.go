@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
@@ -91,7 +92,11 @@ func (s *Service) mapErr(err error) error {
 }
 
 func (s *Service) load(ctx context.Context, db *gorm.DB, id string) (*hook, error) {
-	hooks, err := loadHooks(ctx, db, "id = ?", strings.ToLower(id))
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return nil, fmt.Errorf("webhooks: webhook %q: %w", id, models.ErrNotFound)
+	}
+	hooks, err := loadHooks(ctx, db, "id = ?", u.String())
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +104,16 @@ func (s *Service) load(ctx context.Context, db *gorm.DB, id string) (*hook, erro
 		return nil, fmt.Errorf("webhooks: webhook %s: %w", id, models.ErrNotFound)
 	}
 	return hooks[0], nil
+}
+
+// lock makes a read in a write transaction lock the rows it reads on
+// PostgreSQL, so a concurrent change (the queue disabling the webhook, a
+// delete) is not overwritten. SQLite has one writer.
+func (s *Service) lock(tx *gorm.DB) *gorm.DB {
+	if s.kind == database.Postgres {
+		return tx.Clauses(clause.Locking{Strength: "UPDATE"})
+	}
+	return tx
 }
 
 // List returns every webhook, oldest first.
@@ -129,7 +144,7 @@ func (s *Service) Get(ctx context.Context, id string) (*View, error) {
 func (s *Service) Update(ctx context.Context, id string, body []byte) (*View, error) {
 	var out *hook
 	err := s.store.Write(ctx, func(tx *gorm.DB) error {
-		h, err := s.load(tx.Statement.Context, tx, id)
+		h, err := s.load(tx.Statement.Context, s.lock(tx), id)
 		if err != nil {
 			return err
 		}
@@ -144,6 +159,12 @@ func (s *Service) Update(ctx context.Context, id string, body []byte) (*View, er
 		m := h.Webhook
 		spec.apply(&m)
 		m.UpdatedAt = s.stamp()
+		if h.Paused && !m.Paused {
+			// The backlog recorded while paused goes out in commit order
+			// per row (see Queue.claimSQL).
+			resumed := m.UpdatedAt
+			m.ResumedAt = &resumed
+		}
 		if err := tx.Save(&m).Error; err != nil {
 			return err
 		}
@@ -153,26 +174,41 @@ func (s *Service) Update(ctx context.Context, id string, body []byte) (*View, er
 	if err != nil {
 		return nil, s.mapErr(err)
 	}
-	s.wake()
+	s.forget(out.ID)
 	v := out.view()
 	return &v, nil
 }
 
-// Delete removes a webhook and its delivery log.
+// forget tells the local queue that a webhook changed, so the deliveries
+// it holds for the webhook are sent with the new settings or not at all.
+// Other instances see the change at their next claim round.
+func (s *Service) forget(id string) {
+	if s.queue != nil {
+		s.queue.Forget(id)
+	}
+}
+
+// Delete removes a webhook and its delivery log (the deliveries go with it,
+// by their foreign key).
 func (s *Service) Delete(ctx context.Context, id string) error {
-	return s.store.Write(ctx, func(tx *gorm.DB) error {
-		res := tx.Exec("DELETE FROM herald_webhooks WHERE id = ?", strings.ToLower(id))
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return fmt.Errorf("webhooks: webhook %q: %w", id, models.ErrNotFound)
+	}
+	err = s.store.Write(ctx, func(tx *gorm.DB) error {
+		res := tx.Exec("DELETE FROM herald_webhooks WHERE id = ?", u.String())
 		if res.Error != nil {
 			return res.Error
 		}
 		if res.RowsAffected == 0 {
 			return fmt.Errorf("webhooks: webhook %s: %w", id, models.ErrNotFound)
 		}
-		if err := tx.Exec("DELETE FROM herald_invocations WHERE webhook_id = ?", strings.ToLower(id)).Error; err != nil {
-			return err
-		}
-		return tx.Exec("DELETE FROM herald_deliveries WHERE webhook_id = ?", strings.ToLower(id)).Error
+		return nil
 	})
+	if err == nil {
+		s.forget(u.String())
+	}
+	return err
 }
 
 // RotateSecret gives the webhook a new secret and returns it (shown this
@@ -180,7 +216,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 func (s *Service) RotateSecret(ctx context.Context, id string) (*View, error) {
 	var v View
 	err := s.store.Write(ctx, func(tx *gorm.DB) error {
-		h, err := s.load(tx.Statement.Context, tx, id)
+		h, err := s.load(tx.Statement.Context, s.lock(tx), id)
 		if err != nil {
 			return err
 		}
@@ -199,6 +235,7 @@ func (s *Service) RotateSecret(ctx context.Context, id string) (*View, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.forget(v.ID)
 	return &v, nil
 }
 
@@ -243,6 +280,9 @@ func (s *Service) Test(ctx context.Context, id string) (*DeliveryView, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := usable(h); err != nil {
+		return nil, err
+	}
 	now := s.stamp()
 	body, err := marshal(pingPayload{Type: pingType, WebhookID: h.ID, Timestamp: now})
 	if err != nil {
@@ -257,6 +297,16 @@ func (s *Service) Test(ctx context.Context, id string) (*DeliveryView, error) {
 	return &v, nil
 }
 
+// usable refuses to queue a message for a disabled webhook: it would
+// never be sent (409).
+func usable(h *hook) error {
+	if h.Enabled {
+		return nil
+	}
+	return &resources.ConflictError{Message: "the webhook is disabled (" + h.DisabledReason + "); enable it first",
+		Problems: []resources.Problem{{Field: "enabled", Rule: "enabled", Message: "the webhook is disabled"}}}
+}
+
 // InvokeResult answers a manual invocation.
 type InvokeResult struct {
 	EventID string `json:"eventId"`
@@ -268,6 +318,9 @@ type InvokeResult struct {
 func (s *Service) Invoke(ctx context.Context, id string, body []byte) (*InvokeResult, error) {
 	h, err := s.load(ctx, s.read, id)
 	if err != nil {
+		return nil, err
+	}
+	if err := usable(h); err != nil {
 		return nil, err
 	}
 	var req struct {
@@ -462,8 +515,8 @@ func (s *Service) Redeliver(ctx context.Context, deliveryID string) (*DeliveryVi
 	err = s.store.Write(ctx, func(tx *gorm.DB) error {
 		now := s.stamp()
 		res := tx.Exec(`UPDATE herald_deliveries SET status = ?, attempts = 0, next_attempt_at = ?, claimed_by = '',
-  claim_expires_at = NULL, updated_at = ? WHERE id = ? AND (status IN (?, ?) OR claimed_by = '')`,
-			StatusPending, now, now, id, StatusSucceeded, StatusDead)
+  claim_expires_at = NULL, updated_at = ? WHERE id = ? AND (status IN (?, ?) OR claimed_by = '' OR claim_expires_at < ?)`,
+			StatusPending, now, now, id, StatusSucceeded, StatusDead, now)
 		if res.Error != nil {
 			return res.Error
 		}
@@ -517,7 +570,10 @@ func strictDecode(body []byte, v any) error {
 // stay in the log.
 func (s *Service) OldestHeld(ctx context.Context) (time.Time, bool, error) {
 	var rows []models.Delivery
-	err := s.read.WithContext(ctx).Select("event_created_at").Where("status IN ?", []string{StatusPending, StatusRetrying}).
+	// Deliveries of a disabled webhook wait for it to be enabled again,
+	// maybe for ever; they carry their payloads and need no event.
+	err := s.read.WithContext(ctx).Select("event_created_at").
+		Where("status IN ? AND webhook_id IN (SELECT id FROM herald_webhooks WHERE enabled = ?)", []string{StatusPending, StatusRetrying}, true).
 		Order("event_created_at").Limit(1).Find(&rows).Error
 	if err != nil || len(rows) == 0 {
 		return time.Time{}, false, err
