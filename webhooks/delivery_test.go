@@ -65,6 +65,7 @@ func TestFormatsAndSignatures(t *testing.T) {
 				tp := req.Header.Get("traceparent")
 				require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$`, tp)
 				require.Equal(t, tc["traceId"], strings.Split(tp, "-")[1], "traceparent continues the write's trace")
+				require.NotEqual(t, tc["spanId"], strings.Split(tp, "-")[2], "each attempt is a client span of its own, a child of the write's")
 				want := map[string]any{}
 				for k, v := range ev {
 					want[k] = v
