@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -33,15 +32,7 @@ func TestKillNineLosesNoEvent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipping the kill -9 test in -short mode: it builds and runs the herald binary")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("skipping the kill -9 test: no go toolchain on PATH to build the herald binary")
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
-	build.Dir = ".." // the module root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
+	bin := apptest.Build(t, "..")
 
 	for _, kind := range dbtest.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
@@ -62,7 +53,7 @@ func TestKillNineLosesNoEvent(t *testing.T) {
 			var acked []string
 			var undispatched int64
 			for round := 0; round < 8 && (round < 3 || undispatched == 0); round++ {
-				h := startHerald(t, bin, dir, vars)
+				h := apptest.Run(t, bin, dir, vars)
 				a, cutOff := createUntilKilled(t, h, round, 1000)
 				acked = append(acked, a...)
 				undispatched = countUndispatched(t, dbURL)
@@ -73,8 +64,8 @@ func TestKillNineLosesNoEvent(t *testing.T) {
 				t.Logf("the relay was not (known to be) behind at the last kill: catching up after the restart may not have been exercised")
 			}
 
-			second := startHerald(t, bin, dir, vars)
-			env := &apptest.Env{T: t, Server: &httptest.Server{URL: second.base}}
+			second := apptest.Run(t, bin, dir, vars)
+			env := &apptest.Env{T: t, Server: &httptest.Server{URL: second.Base}}
 
 			all := eventsAfter(t, env, 0)
 			require.NotEmpty(t, all.Events)
@@ -121,79 +112,15 @@ func TestKillNineLosesNoEvent(t *testing.T) {
 			waitDispatched(t, env, next[0].EventID)
 
 			// SIGTERM is a clean stop (SPEC section 9).
-			require.NoError(t, second.cmd.Process.Signal(syscall.SIGTERM))
+			require.NoError(t, second.Cmd.Process.Signal(syscall.SIGTERM))
 			select {
-			case <-second.exited:
-				require.NoError(t, second.err, "exit after SIGTERM; log:\n%s", second.logText())
+			case <-second.Exited:
+				require.NoError(t, second.Err, "exit after SIGTERM; log:\n%s", second.Log())
 			case <-time.After(30 * time.Second):
-				t.Fatalf("herald did not exit within 30s of SIGTERM; log:\n%s", second.logText())
+				t.Fatalf("herald did not exit within 30s of SIGTERM; log:\n%s", second.Log())
 			}
 		})
 	}
-}
-
-// herald is a herald process started by a test.
-type herald struct {
-	cmd    *exec.Cmd
-	base   string
-	log    string
-	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
-}
-
-func (h *herald) logText() string {
-	raw, _ := os.ReadFile(h.log)
-	return string(raw)
-}
-
-// startHerald runs the binary with vars on a free port and waits until it
-// is ready. The process is killed when the test ends, if still running.
-func startHerald(t *testing.T, bin, dir string, vars []string) *herald {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-
-	logf, err := os.CreateTemp(dir, "herald-*.log")
-	require.NoError(t, err)
-	cmd := exec.Command(bin)
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") { // the test's own settings are not the child's
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, vars...)
-	cmd.Env = append(cmd.Env, "HERALD_ADDR="+addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	h := &herald{cmd: cmd, base: "http://" + addr, log: logf.Name(), exited: make(chan struct{})}
-	go func() {
-		h.err = cmd.Wait()
-		_ = logf.Close()
-		close(h.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-h.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-h.exited
-		}
-	})
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	waitUntil(t, time.Minute, func() bool {
-		select {
-		case <-h.exited:
-			t.Fatalf("herald exited during start-up: %v; log:\n%s", h.err, h.logText())
-		default:
-		}
-		status, _, _, err := send(client, h.base, "GET", "/readyz", nil, "")
-		return err == nil && status == http.StatusOK
-	}, "herald ready")
-	return h
 }
 
 // createUntilKilled creates items from several clients as fast as it can,
@@ -201,7 +128,7 @@ func startHerald(t *testing.T, bin, dir string, vars []string) *herald {
 // of the acknowledged creates and how many requests the kill cut off. A
 // few clients send bulk creates: their long transactions keep the write
 // path busy, so the relay often is behind when the kill comes.
-func createUntilKilled(t *testing.T, h *herald, round, n int) (acked []string, cutOff int) {
+func createUntilKilled(t *testing.T, h *apptest.Process, round, n int) (acked []string, cutOff int) {
 	t.Helper()
 	const clients, bulkClients, bulkSize = 16, 4, 100
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients + bulkClients}, Timeout: 30 * time.Second}
@@ -223,7 +150,7 @@ func createUntilKilled(t *testing.T, h *herald, round, n int) (acked []string, c
 					}
 					body = "[" + strings.Join(items, ",") + "]"
 				}
-				status, _, raw, err := send(client, h.base, "POST", "/v1/items", body, apptest.AdminKey)
+				status, _, raw, err := send(client, h.Base, "POST", "/v1/items", body, apptest.AdminKey)
 				switch {
 				case err != nil && killed.Load():
 					mu.Lock()
@@ -255,16 +182,16 @@ func createUntilKilled(t *testing.T, h *herald, round, n int) (acked []string, c
 	}
 	defer func() { // on every path, the clients end with the process
 		killed.Store(true)
-		_ = h.cmd.Process.Kill()
+		_ = h.Cmd.Process.Kill()
 		wg.Wait()
 	}()
 	waitUntil(t, 2*time.Minute, func() bool { return count.Load() >= int64(n) || t.Failed() }, "creates acknowledged")
 	require.False(t, t.Failed())
 	killed.Store(true)
-	require.NoError(t, h.cmd.Process.Kill())
-	<-h.exited
+	require.NoError(t, h.Cmd.Process.Kill())
+	<-h.Exited
 	var exit *exec.ExitError
-	require.True(t, errors.As(h.err, &exit), "herald should die of SIGKILL: %v", h.err)
+	require.True(t, errors.As(h.Err, &exit), "herald should die of SIGKILL: %v", h.Err)
 	wg.Wait()
 	require.False(t, t.Failed())
 	mu.Lock()

@@ -2,19 +2,15 @@ package webhooks_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,7 +32,7 @@ import (
 func TestKillNineDeliversEverything(t *testing.T) {
 	const items, writers = 100, 8
 	const slow = time.Second // before the kill: deliveries stay in flight
-	bin := buildHerald(t)
+	bin := apptest.Build(t, "..")
 	for _, kind := range dbtest.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
 			t.Parallel()
@@ -58,8 +54,8 @@ func TestKillNineDeliversEverything(t *testing.T) {
 				return answer{status: http.StatusOK, delay: slow}
 			})
 
-			first := runHerald(t, bin, dir, vars)
-			env, point := proxyTo(t, kind, first.base)
+			first := apptest.Run(t, bin, dir, vars)
+			env, point := proxyTo(t, kind, first.Base)
 			h := register(t, env, map[string]any{"name": "crash", "url": rcv.URL, "resource": "items",
 				"retry": map[string]any{"maxAttempts": 10, "initialInterval": "100ms", "maxInterval": "500ms", "timeout": "2s"}})
 
@@ -94,7 +90,7 @@ func TestKillNineDeliversEverything(t *testing.T) {
 			}, 30*time.Second, 5*time.Millisecond, "a delivery in flight")
 			slowUntil := time.Now()
 			killed.Store(true) // from here on the receiver answers fast
-			first.kill(t)
+			first.Kill(t)
 			killedAt := time.Now()
 
 			// In flight at the kill: requests that got the slow answer and
@@ -118,8 +114,8 @@ func TestKillNineDeliversEverything(t *testing.T) {
 			require.Less(t, len(sentBefore), items, "the kill must leave events not yet sent")
 
 			restart := time.Now()
-			second := runHerald(t, bin, dir, vars)
-			point(second.base)
+			second := apptest.Run(t, bin, dir, vars)
+			point(second.Base)
 
 			evs := auditEvents(t, env, "&resource=items")
 			require.Len(t, evs, items)
@@ -144,101 +140,9 @@ func TestKillNineDeliversEverything(t *testing.T) {
 				require.True(t, afterRestart[id], "delivery of event %s, in flight at the kill, is sent again after the restart", id)
 			}
 			t.Logf("receiver got %d requests for %d events (%d after the restart)", len(got), items, len(got)-len(before))
-			second.kill(t)
+			second.Kill(t)
 		})
 	}
-}
-
-// buildHerald builds the herald binary once for the test.
-func buildHerald(t *testing.T) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("skipping the kill -9 test in -short mode: it builds and runs the herald binary")
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("skipping the kill -9 test: no go toolchain on PATH to build the herald binary")
-	}
-	bin := filepath.Join(t.TempDir(), "herald")
-	build := exec.Command(goBin, "build", "-o", bin, ".")
-	build.Dir = ".." // the module root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
-	return bin
-}
-
-// heraldProc is a herald process started by a test.
-type heraldProc struct {
-	cmd    *exec.Cmd
-	base   string
-	log    string
-	exited chan struct{}
-	err    error // cmd.Wait's, once exited is closed
-}
-
-func (h *heraldProc) logText() string {
-	raw, _ := os.ReadFile(h.log)
-	return string(raw)
-}
-
-// kill SIGKILLs the process and waits until it is gone.
-func (h *heraldProc) kill(t *testing.T) {
-	t.Helper()
-	require.NoError(t, h.cmd.Process.Kill())
-	<-h.exited
-	var exit *exec.ExitError
-	require.True(t, errors.As(h.err, &exit), "herald should die of SIGKILL: %v; log:\n%s", h.err, h.logText())
-}
-
-// runHerald runs the binary with vars on a free port and waits until it is
-// ready. The process is killed when the test ends, if still running.
-func runHerald(t *testing.T, bin, dir string, vars []string) *heraldProc {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := l.Addr().String()
-	require.NoError(t, l.Close())
-
-	logf, err := os.CreateTemp(dir, "herald-*.log")
-	require.NoError(t, err)
-	cmd := exec.Command(bin)
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HERALD_") { // the test's own settings are not the child's
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, vars...)
-	cmd.Env = append(cmd.Env, "HERALD_ADDR="+addr)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	require.NoError(t, cmd.Start())
-	h := &heraldProc{cmd: cmd, base: "http://" + addr, log: logf.Name(), exited: make(chan struct{})}
-	go func() {
-		h.err = cmd.Wait()
-		_ = logf.Close()
-		close(h.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-h.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-h.exited
-		}
-	})
-
-	client := &http.Client{Timeout: 2 * time.Second}
-	defer client.CloseIdleConnections()
-	require.Eventually(t, func() bool {
-		select {
-		case <-h.exited:
-			t.Fatalf("herald exited during start-up: %v; log:\n%s", h.err, h.logText())
-		default:
-		}
-		r, err := apptest.Send(client, h.base, "GET", "/readyz", nil, "")
-		return err == nil && r.Status == http.StatusOK
-	}, time.Minute, 20*time.Millisecond, "herald ready")
-	return h
 }
 
 // proxyTo gives the helpers of this package (register, auditEvents,
