@@ -10,6 +10,7 @@ import (
 
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/realtime"
 	"github.com/herald-dev/herald/resources"
 	"github.com/herald-dev/herald/webhooks"
 )
@@ -52,6 +53,7 @@ func toProblem(err error) (*Problem, bool) {
 		body *bodyError
 		eqe  *events.QueryError
 		wbe  *webhooks.BodyError
+		le   *realtime.LimitError
 	)
 	switch {
 	case errors.As(err, &p):
@@ -61,6 +63,10 @@ func toProblem(err error) (*Problem, bool) {
 			"the body exceeds HERALD_MAX_BODY"), false
 	case errors.As(err, &body):
 		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", body.msg), false
+	case errors.Is(err, realtime.ErrShuttingDown):
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the server is shutting down"), false
+	case errors.As(err, &le):
+		return newProblem(http.StatusTooManyRequests, "too-many-streams", "Too many streams", le.Message), false
 	case errors.As(err, &wbe):
 		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", wbe.Message), false
 	case errors.As(err, &ve):
@@ -162,6 +168,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		if cp.Status == http.StatusUnauthorized {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
+		}
+		if cp.Status == http.StatusTooManyRequests {
+			c.Response().Header().Set("Retry-After", "5")
 		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 		c.Response().WriteHeader(cp.Status)

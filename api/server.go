@@ -30,6 +30,7 @@ import (
 	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/realtime"
 	"github.com/herald-dev/herald/resources"
 	"github.com/herald-dev/herald/webhooks"
 )
@@ -59,6 +60,9 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// Propagator reads traceparent. Default: W3C trace context and baggage.
 	Propagator propagation.TextMapPropagator
+	// Hub serves the realtime streams. Required to serve them; the routes
+	// exist either way.
+	Hub *realtime.Hub
 	// Webhooks serves the webhook admin API. Required to serve it; the
 	// routes exist either way (the OpenAPI test lists them).
 	Webhooks *webhooks.Service
@@ -110,6 +114,7 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 		s.e.Use(s.http.middleware)
 	}
 	s.e.IPExtractor = s.ipExtractor()
+	s.e.Pre(accessTokenMiddleware)
 	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware)
 	if len(cfg.CORSOrigins) > 0 {
 		s.e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
@@ -141,6 +146,7 @@ func (s *Server) routes() {
 
 	audit := e.Group("/v1/_events", s.requireAdmin)
 	audit.GET("", s.listEvents)
+	audit.GET("/stream", s.adminStream)
 	audit.GET("/:eventId", s.getEvent)
 
 	s.webhookRoutes()
@@ -152,6 +158,7 @@ func (s *Server) routes() {
 	e.PUT("/v1/:resource/:id", s.replace)
 	e.DELETE("/v1/:resource/:id", s.delete)
 	e.GET("/v1/:resource/:id/history", s.history)
+	e.GET("/v1/:resource/stream", s.resourceStream)
 }
 
 const headerRequestID = "X-Request-ID"

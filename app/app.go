@@ -28,6 +28,7 @@ import (
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/realtime"
 	"github.com/herald-dev/herald/resources"
 	"github.com/herald-dev/herald/webhooks"
 )
@@ -50,6 +51,8 @@ type App struct {
 	retention *events.Retention
 	queue     *webhooks.Queue
 	webhooks  *webhooks.Service
+	hub       *realtime.Hub
+	waker     *realtime.Waker // PostgreSQL only
 }
 
 // Version is Herald's version, sent in webhooks' User-Agent
@@ -108,7 +111,19 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.metrics = prometheus.NewRegistry()
 	a.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: func() { a.relay.Notify() }, WriteTimeout: a.cfg.WriteTimeout}
+	a.hub = realtime.NewHub(realtime.HubConfig{MaxPerCaller: a.cfg.SSEMaxPerCaller, MaxTotal: a.cfg.SSEMaxStreams,
+		Logger: a.log, Metrics: a.metrics}, a.db.Read)
+	if a.db.Kind == database.Postgres {
+		a.waker = realtime.NewWaker(a.cfg.DatabaseURL, a.db.Write, a.hub.Wake, a.log)
+	}
+	onCommit := func() {
+		a.relay.Notify()
+		a.hub.Wake()
+		if a.waker != nil {
+			a.waker.Poke()
+		}
+	}
+	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: onCommit, WriteTimeout: a.cfg.WriteTimeout}
 	if dialect == events.Postgres {
 		storeCfg.Writers = postgresWriters
 	}
@@ -151,6 +166,7 @@ func (a *App) init(ctx context.Context) error {
 		TracerProvider: a.tracer,
 		Propagator:     propagator(),
 		Webhooks:       a.webhooks,
+		Hub:            a.hub,
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{
@@ -172,6 +188,12 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.queue.Start()
 	a.retention.Start()
+	if err := a.hub.Start(ctx); err != nil {
+		return err
+	}
+	if a.waker != nil {
+		a.waker.Start()
+	}
 	return nil
 }
 
@@ -306,6 +328,9 @@ func (a *App) DB() *database.DB { return a.db }
 // Relay is the outbox relay.
 func (a *App) Relay() *events.Relay { return a.relay }
 
+// Hub is the realtime hub.
+func (a *App) Hub() *realtime.Hub { return a.hub }
+
 // Queue is the webhook delivery queue.
 func (a *App) Queue() *webhooks.Queue { return a.queue }
 
@@ -314,6 +339,10 @@ func (a *App) Queue() *webhooks.Queue { return a.queue }
 // finish; events not yet dispatched stay in the log and are dispatched at
 // the next start.
 func (a *App) Close() error {
+	a.hub.Stop()
+	if a.waker != nil {
+		a.waker.Stop()
+	}
 	a.queue.Stop()
 	a.relay.Stop()
 	a.retention.Stop()
@@ -348,6 +377,9 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	// Streams are closed with a retry hint as the shutdown begins; Shutdown
+	// would otherwise wait for them until its timeout.
+	srv.RegisterOnShutdown(a.hub.Shutdown)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	a.log.Info("herald listening", "addr", ln.Addr().String(), "database", string(a.db.Kind))

@@ -32,6 +32,8 @@ type Config struct {
 	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
 	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
 	WriteTimeout        time.Duration  // HERALD_WRITE_TIMEOUT, default 10s
+	SSEMaxPerCaller     int            // HERALD_SSE_MAX_PER_CALLER, default 20
+	SSEMaxStreams       int            // HERALD_SSE_MAX_STREAMS, default 10000
 	// DisableEvents turns event capture off. It is no setting: only the
 	// benchmark sets it, to measure what capture costs.
 	DisableEvents bool
@@ -129,6 +131,22 @@ var settings = []setting{
 			err = errors.New("must be positive")
 		}
 		c.WriteTimeout = d
+		return err
+	}},
+	{"HERALD_SSE_MAX_PER_CALLER", "20", "most SSE streams of one caller (admin key, user, or IP for public)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil && (n < 1 || n > 1_000_000) {
+			err = errors.New("must be from 1 to 1000000")
+		}
+		c.SSEMaxPerCaller = n
+		return err
+	}},
+	{"HERALD_SSE_MAX_STREAMS", "10000", "most SSE streams of this instance", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil && (n < 1 || n > 1_000_000) {
+			err = errors.New("must be from 1 to 1000000")
+		}
+		c.SSEMaxStreams = n
 		return err
 	}},
 	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {

@@ -153,3 +153,6 @@ func fromModel(m *models.Event) (Event, error) {
 	}
 	return e, json.Unmarshal([]byte(m.TraceContext), &e.TraceContext)
 }
+
+// FromModel decodes a stored event row into the envelope.
+func FromModel(m *models.Event) (Event, error) { return fromModel(m) }

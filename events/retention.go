@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -28,6 +30,23 @@ type RetentionConfig struct {
 	// Logger defaults to slog.Default(); Now defaults to time.Now.
 	Logger *slog.Logger
 	Now    func() time.Time
+}
+
+// RemovedThroughSetting is the herald_settings key under which retention
+// records the largest position it removed.
+const RemovedThroughSetting = "events_removed_through"
+
+// RemovedThrough returns the largest position retention has removed (0
+// when none): a reader that has seen only up to it missed events.
+func RemovedThrough(ctx context.Context, db *gorm.DB) (int64, error) {
+	var vals []string
+	if err := db.WithContext(ctx).Raw("SELECT value FROM herald_settings WHERE key = ?", RemovedThroughSetting).Scan(&vals).Error; err != nil {
+		return 0, fmt.Errorf("events: read the retention mark: %w", err)
+	}
+	if len(vals) == 0 {
+		return 0, nil
+	}
+	return strconv.ParseInt(vals[0], 10, 64)
 }
 
 // Holder keeps events from the retention job. OldestHeld returns the
@@ -133,14 +152,25 @@ func (r *Retention) Sweep(ctx context.Context) (int64, error) {
 	}
 	var total int64
 	for {
-		res := r.db.WithContext(ctx).Exec(`DELETE FROM herald_events WHERE id IN (
+		var gone []int64
+		err := r.db.WithContext(ctx).Raw(`DELETE FROM herald_events WHERE id IN (
   SELECT id FROM herald_events WHERE created_at < ?
-    AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?)`, cutoff, r.cfg.BatchSize)
-		if res.Error != nil {
-			return total, fmt.Errorf("events: retention: %w", res.Error)
+    AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?) RETURNING id`, cutoff, r.cfg.BatchSize).
+			Find(&gone).Error
+		if err != nil {
+			return total, fmt.Errorf("events: retention: %w", err)
 		}
-		total += res.RowsAffected
-		if res.RowsAffected < int64(r.cfg.BatchSize) {
+		total += int64(len(gone))
+		if len(gone) > 0 {
+			// Readers resuming from an id at or below this missed events
+			// (realtime answers them with a reset).
+			err := r.db.WithContext(ctx).Exec(`INSERT INTO herald_settings (key, value) VALUES (?, ?)
+  ON CONFLICT (key) DO UPDATE SET value = excluded.value`, RemovedThroughSetting, strconv.FormatInt(slices.Max(gone), 10)).Error
+			if err != nil {
+				return total, fmt.Errorf("events: retention: %w", err)
+			}
+		}
+		if len(gone) < r.cfg.BatchSize {
 			// Watermark steps below the oldest kept event say nothing any
 			// more; the newest step always stays.
 			err := r.db.WithContext(ctx).Exec(`DELETE FROM herald_dispatches

@@ -1,0 +1,149 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+)
+
+// channel is the PostgreSQL notification channel of committed events.
+const channel = "herald_events"
+
+// Waker wakes the hubs of every instance on one PostgreSQL when any of them
+// commits events: Poke (after a local commit) sends a NOTIFY, batched, in
+// a statement of its own, never from a write transaction (a NOTIFY there
+// takes a database-wide lock at commit that serialises every committing
+// transaction); a dedicated connection LISTENs and calls onNotify for other
+// instances' notifications. The log stays the source of truth: a lost
+// notification only delays until the hub's next poll.
+type Waker struct {
+	url      string
+	db       *gorm.DB
+	onNotify func()
+	log      *slog.Logger
+	self     string
+	poke     chan struct{}
+
+	mu      sync.Mutex
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	started bool
+}
+
+// NewWaker returns a waker for the database at url (the listener's
+// connection) that notifies through db.
+func NewWaker(url string, db *gorm.DB, onNotify func(), log *slog.Logger) *Waker {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Waker{url: url, db: db, onNotify: onNotify, log: log, self: hex.EncodeToString(b), poke: make(chan struct{}, 1)}
+}
+
+// Poke schedules a notification: events were committed here. It never
+// blocks.
+func (w *Waker) Poke() {
+	select {
+	case w.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Start runs the listener and the notifier until Stop; safe to call twice.
+func (w *Waker) Start() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.started {
+		return
+	}
+	w.started = true
+	ctx, cancel := context.WithCancel(context.Background())
+	w.cancel = cancel
+	w.wg.Add(2)
+	go w.listen(ctx)
+	go w.notify(ctx)
+}
+
+// Stop stops both and waits for them; safe to call twice.
+func (w *Waker) Stop() {
+	w.mu.Lock()
+	if !w.started {
+		w.mu.Unlock()
+		return
+	}
+	w.started = false
+	w.cancel()
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+// notify sends at most one NOTIFY per 2 ms: the commits of that time share it.
+func (w *Waker) notify(ctx context.Context) {
+	defer w.wg.Done()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.poke:
+		}
+		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := w.db.WithContext(nctx).Exec("SELECT pg_notify(?, ?)", channel, w.self).Error; err != nil && ctx.Err() == nil {
+			w.log.Warn("realtime: notify", "err", err)
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// listen keeps a LISTEN connection, reconnecting after failures.
+func (w *Waker) listen(ctx context.Context) {
+	defer w.wg.Done()
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := w.listenOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		w.log.Warn("realtime: listen", "err", err, "retryIn", backoff)
+		w.onNotify() // something may have been missed while down
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (w *Waker) listenOnce(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	conn, err := pgx.Connect(cctx, w.url)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+		return err
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if n.Payload != w.self {
+			w.onNotify()
+		}
+	}
+}
