@@ -297,6 +297,76 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	}
 }
 
+// TestOpenAPIEventStreamExamples checks the text/event-stream examples
+// frame by frame: the retry hint first, and each event's data exactly what
+// the events.Event type encodes (as the stream sends it), matching the
+// Event schema, with its id and type on the id: and event: lines.
+func TestOpenAPIEventStreamExamples(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	resp := doc.Components.Responses["EventStream"]
+	if resp == nil || resp.Value.Content.Get("text/event-stream") == nil {
+		t.Fatal("components.responses.EventStream has no text/event-stream content")
+	}
+	mt := resp.Value.Content.Get("text/event-stream")
+	if len(mt.Examples) == 0 {
+		t.Fatal("EventStream has no examples")
+	}
+	schema := doc.Components.Schemas["Event"].Value
+	for name, ex := range mt.Examples {
+		text, ok := ex.Value.Value.(string)
+		if !ok || !strings.HasSuffix(text, "\n\n") {
+			t.Errorf("%s: not a string of blocks ending with a blank line", name)
+			continue
+		}
+		blocks := strings.Split(strings.TrimSuffix(text, "\n\n"), "\n\n")
+		if blocks[0] != "retry: 2000" {
+			t.Errorf("%s: first block %q, want the retry hint", name, blocks[0])
+		}
+		for _, block := range blocks[1:] {
+			f := map[string]string{}
+			for _, line := range strings.Split(block, "\n") {
+				if strings.HasPrefix(line, ":") {
+					continue // a comment
+				}
+				k, v, ok := strings.Cut(line, ": ")
+				if !ok || f[k] != "" {
+					t.Errorf("%s: bad line %q", name, line)
+				}
+				f[k] = v
+			}
+			switch {
+			case f["event"] == "reset":
+				var reset map[string]string
+				if err := json.Unmarshal([]byte(f["data"]), &reset); err != nil || len(reset) != 2 ||
+					reset["lastEventId"] == "" || reset["removedThrough"] == "" || f["id"] != "" {
+					t.Errorf("%s: bad reset frame %q", name, block)
+				}
+			case f["data"] != "":
+				var e events.Event
+				if err := json.Unmarshal([]byte(f["data"]), &e); err != nil {
+					t.Errorf("%s: data is not an event: %v", name, err)
+					continue
+				}
+				b, _ := json.Marshal(&e)
+				if string(b) != f["data"] {
+					t.Errorf("%s: data is not as the stream encodes it:\n got %s\nwant %s", name, f["data"], b)
+				}
+				var v any
+				_ = json.Unmarshal(b, &v)
+				if err := schema.VisitJSON(v, openapi3.EnableJSONSchema2020(), openapi3.MultiErrors()); err != nil {
+					t.Errorf("%s: data does not match Event: %v", name, err)
+				}
+				if f["id"] != fmt.Sprint(e.ID) || f["event"] != e.EventType {
+					t.Errorf("%s: id %q, event %q for event %d of type %s", name, f["id"], f["event"], e.ID, e.EventType)
+				}
+			case f["retry"] == "" && block != ": keep-alive":
+				t.Errorf("%s: unexpected block %q", name, block)
+			}
+		}
+	}
+}
+
 // TestOpenAPILiveResponses sends requests that the server answers before it
 // needs a store and validates the real answers against the document.
 func TestOpenAPILiveResponses(t *testing.T) {
@@ -341,6 +411,15 @@ func TestOpenAPILiveResponses(t *testing.T) {
 			"Bearer user", "", "", http.StatusForbidden},
 		{"redeliver without key", ready, http.MethodPost, "/v1/_deliveries/4812/redeliver", "", "", "", http.StatusUnauthorized},
 		{"history with bad token", ready, http.MethodGet, "/v1/customers/0192f7a4-6b1e-7c3a-9d7e-2f9a1c0b5e11/history", "Bearer nope", "", "", http.StatusUnauthorized},
+		// Streams: only answers given before the store or the hub is needed.
+		{"stream with bad token", ready, http.MethodGet, "/v1/customers/stream", "Bearer nope", "", "", http.StatusUnauthorized},
+		{"stream with bad access_token", ready, http.MethodGet, "/v1/customers/stream?access_token=nope", "", "", "", http.StatusUnauthorized},
+		{"stream with unknown parameter", ready, http.MethodGet, "/v1/customers/stream?colour=red", "", "", "", http.StatusBadRequest},
+		{"events stream without key", ready, http.MethodGet, "/v1/_events/stream", "", "", "", http.StatusUnauthorized},
+		{"events stream as a user", ready, http.MethodGet, "/v1/_events/stream?access_token=user", "", "", "", http.StatusForbidden},
+		{"events stream with unknown parameter", ready, http.MethodGet, "/v1/_events/stream?type=created", "Bearer " + adminKey, "", "", http.StatusBadRequest},
+		{"events stream with bad lastEventId", ready, http.MethodGet, "/v1/_events/stream?lastEventId=-1", "Bearer " + adminKey, "", "", http.StatusBadRequest},
+		{"events stream without a hub", ready, http.MethodGet, "/v1/_events/stream?types=orders.created,deleted", "Bearer " + adminKey, "", "", http.StatusServiceUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -365,6 +444,10 @@ func TestOpenAPILiveResponses(t *testing.T) {
 			}
 			// Fixed paths (/v1/_events...) must not be taken for resources.
 			if strings.HasPrefix(tc.path, "/v1/_") && strings.Contains(route.Path, "{resource}") {
+				t.Fatalf("%s matched %s", tc.path, route.Path)
+			}
+			// Nor /stream for an id.
+			if strings.HasSuffix(req.URL.Path, "/stream") && !strings.HasSuffix(route.Path, "/stream") {
 				t.Fatalf("%s matched %s", tc.path, route.Path)
 			}
 			in := &openapi3filter.ResponseValidationInput{

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -68,7 +67,7 @@ func token(t testing.TB, sub, role string, extra ...any) string {
 // frame is one SSE block.
 type frame struct {
 	ID, Event, Data, Retry string
-	Comments            []string
+	Comments               []string
 }
 
 // stream is a real SSE client reading one response.
@@ -202,4 +201,3 @@ func patchNote(t *testing.T, env *apptest.Env, id string, body map[string]any) {
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
 }
 
-var _ sync.Mutex

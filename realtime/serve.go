@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 
@@ -67,6 +69,10 @@ func (h *Hub) Serve(ctx context.Context, w http.ResponseWriter, sub *Sub, head i
 		buf.Reset()
 		if err == nil {
 			err = rc.Flush()
+		}
+		if errors.Is(err, os.ErrDeadlineExceeded) && sub.Reason() != ReasonSlow {
+			// The client stopped reading: as slow as a full buffer.
+			h.m.slow.Inc()
 		}
 		return err
 	}
