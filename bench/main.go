@@ -36,21 +36,28 @@ const defaultPGURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disabl
 
 // options are the parsed command-line flags.
 type options struct {
-	dbs           []database.Kind
-	pgURL         string
-	clients       []int
-	duration      time.Duration
-	warmup        time.Duration
-	ops           []op
-	variants      []variant
-	cpuProfile    string
-	seed          int
-	maxRequests   int
-	sqliteSync    string
-	json          bool
-	webhooks      bool
-	webhookRate   int
-	webhookEvents int
+	dbs            []database.Kind
+	pgURL          string
+	clients        []int
+	duration       time.Duration
+	warmup         time.Duration
+	ops            []op
+	variants       []variant
+	cpuProfile     string
+	seed           int
+	maxRequests    int
+	sqliteSync     string
+	json           bool
+	webhooks       bool
+	webhookRate    int
+	webhookEvents  int
+	sse            bool
+	sseClient      bool
+	sseURL         string
+	sseSubscribers int
+	sseRate        int
+	sseIdle        int
+	sseMeasure     bool
 }
 
 func main() {
@@ -70,6 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if opts.sseClient {
+		return runSSEClients(opts.sseURL, opts.sseSubscribers, opts.sseMeasure)
+	}
 	if opts.cpuProfile != "" {
 		f, err := os.Create(opts.cpuProfile)
 		if err != nil {
@@ -85,6 +95,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprint(stdout, env.header())
 	if opts.webhooks {
 		return runWebhookBench(ctx, opts, stdout, stderr)
+	}
+	if opts.sse {
+		return runSSEBench(ctx, opts, stdout, stderr)
 	}
 
 	client := newClient(slices.Max(opts.clients))
@@ -137,6 +150,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	webhooks := fs.Bool("webhooks", false, "run the webhook benchmark instead: commit-to-delivery latency and delivery throughput")
 	webhookRate := fs.Int("webhook-rate", 200, "-webhooks: writes per second of the latency measurement (-duration long)")
 	webhookEvents := fs.Int("webhook-events", 20000, "-webhooks: deliveries of the throughput measurement")
+	sse := fs.Bool("sse", false, "run the realtime benchmark instead: latency to many subscribers, memory per idle subscriber")
+	sseSubscribers := fs.Int("sse-subscribers", 1000, "-sse: subscribers of the latency measurement")
+	sseRate := fs.Int("sse-rate", 100, "-sse: writes per second of the latency measurement")
+	sseIdle := fs.Int("sse-idle", 10000, "-sse: idle subscribers of the memory measurement")
+	sseClient := fs.Bool("sse-client", false, "internal: be the child process that holds the streams")
+	sseURL := fs.String("sse-url", "", "internal: -sse-client's stream URL")
+	sseMeasure := fs.Bool("sse-measure", true, "internal: -sse-client measures latency")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (Herald and load) to this file")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./bench [flags]\n\nMeasures Herald's HTTP throughput over loopback.\n\n")
@@ -227,6 +247,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	}
 	o.cpuProfile = *cpuProfile
 	o.webhooks, o.webhookRate, o.webhookEvents = *webhooks, *webhookRate, *webhookEvents
+	o.sse, o.sseClient, o.sseURL, o.sseSubscribers, o.sseRate, o.sseIdle, o.sseMeasure = *sse, *sseClient, *sseURL, *sseSubscribers, *sseRate, *sseIdle, *sseMeasure
+	if o.sseSubscribers < 1 || o.sseRate < 1 || o.sseIdle < 1 {
+		return o, errors.New("-sse-subscribers, -sse-rate and -sse-idle: want at least 1")
+	}
 	if o.webhookRate < 1 || o.webhookRate > 100_000 || o.webhookEvents < 1000 || o.webhookEvents > 10_000_000 {
 		return o, errors.New("-webhook-rate: want 1 to 100000; -webhook-events: want 1000 to 10000000")
 	}
