@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -25,7 +26,10 @@ func (s *Server) tracingMiddleware() echo.MiddlewareFunc {
 			otelhttp.WithPropagators(s.cfg.Propagator),
 			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
 			otelhttp.WithFilter(func(r *http.Request) bool {
-				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics"
+				// Probes and metrics are noise; a stream would be one span
+				// open for hours.
+				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" &&
+					!strings.HasSuffix(r.URL.Path, "/stream")
 			}))
 	})
 }

@@ -2,8 +2,11 @@
 // section 7). A Hub per instance tails the log (it reads "id > N" from the
 // read pool, the query resume needs too) and fans each event out to the
 // subscribers in memory; it is not a durable consumer, so it never holds
-// up webhook dispatch nor is held up by it. Each subscriber has a bounded
-// buffer: one that falls behind is disconnected and resumes with
+// up webhook dispatch nor is held up by it. A stream's connection is taken
+// over from net/http once its headers and replay are written: the hub
+// appends frames to each subscriber's bounded buffer and a few writer
+// goroutines send them, so an idle stream costs no goroutine (a few KiB in
+// all). One that falls behind is disconnected and resumes with
 // Last-Event-ID. On PostgreSQL, instances wake each other with
 // LISTEN/NOTIFY sent outside write transactions (Waker); the log stays the
 // source of truth, so a lost notification only delays.
@@ -14,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -26,9 +31,12 @@ import (
 
 // HubConfig configures a Hub.
 type HubConfig struct {
-	// Buffer is how many events a subscriber may have waiting; one that has
-	// more is disconnected. Default 256.
+	// Buffer is how many bytes of frames a subscriber may have waiting;
+	// one that has more is disconnected. Default 1 MiB.
 	Buffer int
+	// Writers is how many goroutines write frames to connections.
+	// Default 4.
+	Writers int
 	// MaxPerCaller caps the streams of one caller (the admin key, one user,
 	// or one IP address for the public role). Default 20.
 	MaxPerCaller int
@@ -74,19 +82,23 @@ func (it *Item) Frame(key string, make func() []byte) []byte {
 	return f
 }
 
-// Sub is one stream's subscription. C delivers events in log order; a nil
-// item is a heartbeat. Done is closed when the hub drops the subscription
-// (Reason says why).
+// Sub is one stream's subscription. Until it is attached to its
+// connection (after the replay), the events it gets wait as items; then
+// as encoded frames in a byte buffer that the hub's writers send.
 type Sub struct {
-	C      <-chan *Item
-	Done   <-chan struct{}
-	c      chan *Item
-	done   chan struct{}
 	caller string
-	filter func(*events.Event) bool
+	stream *Stream
 	hub    *Hub
-	once   sync.Once
+
+	// Guarded by hub.mu.
 	reason string
+	early  []*Item // before attach
+	conn   net.Conn
+	last   int64 // events up to it were replayed
+
+	mu      sync.Mutex // pending and queued
+	pending []byte
+	queued  bool
 }
 
 // Why the hub dropped a subscription.
@@ -95,14 +107,8 @@ const (
 	ReasonShutdown = "shutdown"
 )
 
-// Reason says why the subscription ended ("" while it runs).
-func (s *Sub) Reason() string {
-	s.hub.mu.Lock()
-	defer s.hub.mu.Unlock()
-	return s.reason
-}
-
-// Close ends the subscription; safe to call twice.
+// Close ends the subscription (and closes its connection); safe to call
+// twice.
 func (s *Sub) Close() { s.hub.drop(s, "") }
 
 // ErrShuttingDown means the hub takes no new streams (503).
@@ -123,10 +129,11 @@ func (e *LimitError) Unwrap() error { return ErrTooMany }
 // Hub tails the event log and fans events out to subscribers. Safe for
 // concurrent use.
 type Hub struct {
-	cfg  HubConfig
-	read *gorm.DB
-	wake chan struct{}
-	m    *metrics
+	cfg   HubConfig
+	read  *gorm.DB
+	wake  chan struct{}
+	ready chan *Sub // subscribers with frames to write
+	m     *metrics
 
 	mu       sync.Mutex
 	subs     map[*Sub]struct{}
@@ -137,13 +144,17 @@ type Hub struct {
 	life    sync.Mutex
 	cancel  context.CancelFunc
 	done    chan struct{}
+	writers sync.WaitGroup
 	started bool
 }
 
 // NewHub returns a hub reading the log on read.
 func NewHub(cfg HubConfig, read *gorm.DB) *Hub {
 	if cfg.Buffer <= 0 {
-		cfg.Buffer = 256
+		cfg.Buffer = 1 << 20
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 4
 	}
 	if cfg.MaxPerCaller <= 0 {
 		cfg.MaxPerCaller = 20
@@ -163,7 +174,7 @@ func NewHub(cfg HubConfig, read *gorm.DB) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Hub{cfg: cfg, read: read, wake: make(chan struct{}, 1), m: newMetrics(cfg.Metrics),
+	return &Hub{cfg: cfg, read: read, wake: make(chan struct{}, 1), ready: make(chan *Sub, 4096), m: newMetrics(cfg.Metrics),
 		subs: map[*Sub]struct{}{}, byCaller: map[string]int{}}
 }
 
@@ -195,6 +206,10 @@ func (h *Hub) Start(ctx context.Context) error {
 	h.mu.Unlock()
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	h.cancel, h.done, h.started = cancel, make(chan struct{}), true
+	h.writers.Add(h.cfg.Writers)
+	for range h.cfg.Writers {
+		go h.writer(lctx)
+	}
 	go h.loop(lctx, h.done)
 	return nil
 }
@@ -211,6 +226,7 @@ func (h *Hub) Stop() {
 	h.Shutdown()
 	h.cancel()
 	<-h.done
+	h.writers.Wait()
 }
 
 // Shutdown ends every subscription with reason shutdown and refuses new
@@ -224,14 +240,17 @@ func (h *Hub) Shutdown() {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
+		s.mu.Lock()
+		s.pending = append(s.pending, "retry: 2000\n: the server is shutting down; reconnect with Last-Event-ID\n\n"...)
+		s.mu.Unlock()
 		h.drop(s, ReasonShutdown)
 	}
 }
 
-// Subscribe registers a stream of caller's. filter (nil: everything) picks
-// the events it gets, live from now on: events after the hub's head at the
-// time of the call. Replay what came before with Replay.
-func (h *Hub) Subscribe(caller string, filter func(*events.Event) bool) (*Sub, int64, error) {
+// Subscribe registers a stream of caller's. st.Filter picks the events it
+// gets, live from now on: events after the hub's head at the time of the
+// call, which it returns (Serve replays what came before).
+func (h *Hub) Subscribe(caller string, st *Stream) (*Sub, int64, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
@@ -244,19 +263,50 @@ func (h *Hub) Subscribe(caller string, filter func(*events.Event) bool) (*Sub, i
 		h.m.refused.WithLabelValues("caller").Inc()
 		return nil, 0, &LimitError{fmt.Sprintf("this caller has its maximum of %d streams", h.cfg.MaxPerCaller)}
 	}
-	c := make(chan *Item, h.cfg.Buffer)
-	done := make(chan struct{})
-	s := &Sub{C: c, Done: done, c: c, done: done, caller: caller, filter: filter, hub: h}
+	s := &Sub{caller: caller, stream: st, hub: h}
 	h.subs[s] = struct{}{}
 	h.byCaller[caller]++
 	h.m.clients.Inc()
 	return s, h.head, nil
 }
 
+// attach gives s its connection: the items that came since it subscribed
+// (after last, the replay's end) become frames, in order, and from then on
+// the writers send what it gets.
+func (h *Hub) attach(s *Sub, conn net.Conn, last int64) {
+	h.mu.Lock()
+	s.last = last
+	h.mu.Unlock()
+	for {
+		h.mu.Lock()
+		if _, ok := h.subs[s]; !ok {
+			h.mu.Unlock()
+			_ = conn.Close()
+			return
+		}
+		early := s.early
+		s.early = nil
+		if len(early) == 0 {
+			// Nothing came meanwhile: from now on the hub delivers directly.
+			s.conn = conn
+			h.mu.Unlock()
+			break
+		}
+		h.mu.Unlock()
+		for _, it := range early {
+			if !h.add(s, it) {
+				_ = conn.Close()
+				return
+			}
+		}
+	}
+	h.kick(s)
+}
+
 func (h *Hub) drop(s *Sub, reason string) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if _, ok := h.subs[s]; !ok {
+		h.mu.Unlock()
 		return
 	}
 	delete(h.subs, s)
@@ -264,11 +314,26 @@ func (h *Hub) drop(s *Sub, reason string) {
 		delete(h.byCaller, s.caller)
 	}
 	s.reason = reason
+	s.early = nil
+	conn := s.conn
 	h.m.clients.Dec()
 	if reason == ReasonSlow {
 		h.m.slow.Inc()
 	}
-	close(s.done)
+	h.mu.Unlock()
+	if conn == nil {
+		return
+	}
+	// What is pending (a shutdown's retry hint) goes out if it can at once.
+	s.mu.Lock()
+	rest := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if len(rest) > 0 {
+		_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = conn.Write(rest)
+	}
+	_ = conn.Close()
 }
 
 func (h *Hub) loop(ctx context.Context, done chan struct{}) {
@@ -330,9 +395,6 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 				return err
 			}
 			h.broadcast(&Item{Event: e})
-			h.mu.Lock()
-			h.head = rows[i].ID
-			h.mu.Unlock()
 		}
 		if len(rows) < h.cfg.BatchSize {
 			return nil
@@ -341,26 +403,147 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 	return nil
 }
 
-// broadcast offers it to every subscriber that wants it (a nil item, the
-// heartbeat, to all); a subscriber whose buffer is full is dropped as slow.
+// broadcast hands it to every subscriber that wants it (a nil item, the
+// heartbeat, to all); for an event, it moves the head past it under the
+// same lock, so a subscription either gets the event live or starts after
+// it.
 func (h *Hub) broadcast(it *Item) {
 	h.mu.Lock()
-	var slow []*Sub
+	if it != nil {
+		h.head = it.Event.ID
+	}
+	var attached []*Sub
 	for s := range h.subs {
-		if it != nil && s.filter != nil && !s.filter(it.Event) {
+		if it != nil && s.stream.Filter != nil && !s.stream.Filter(it.Event) {
 			continue
 		}
-		select {
-		case s.c <- it:
-		default:
+		if s.conn == nil {
 			if it != nil {
-				slow = append(slow, s)
+				s.early = append(s.early, it) // bounded by the replay's length
 			}
+			continue
 		}
+		attached = append(attached, s)
 	}
 	h.mu.Unlock()
-	for _, s := range slow {
+	for _, s := range attached {
+		h.deliver(s, it)
+	}
+}
+
+// deliver appends it's frame (or a heartbeat) to s's buffer and queues s
+// for the writers.
+func (h *Hub) deliver(s *Sub, it *Item) {
+	if h.add(s, it) {
+		h.kick(s)
+	}
+}
+
+// add appends it's frame (or a heartbeat) to s's buffer; a subscriber
+// whose buffer would be over the limit is dropped as slow (false).
+func (h *Hub) add(s *Sub, it *Item) bool {
+	var f []byte
+	switch {
+	case it == nil:
+		f = heartbeat
+	case it.Event.ID <= s.last:
+		return true // replayed already
+	default:
+		if f = h.frameOf(it, s.stream); f == nil {
+			return true
+		}
+		h.m.frames.Inc()
+	}
+	s.mu.Lock()
+	if len(s.pending)+len(f) > h.cfg.Buffer {
+		s.mu.Unlock()
 		h.drop(s, ReasonSlow)
+		return false
+	}
+	s.pending = append(s.pending, f...)
+	s.mu.Unlock()
+	return true
+}
+
+// kick queues s for the writers when it has frames and is not queued.
+func (h *Hub) kick(s *Sub) {
+	s.mu.Lock()
+	queue := len(s.pending) > 0 && !s.queued
+	s.queued = s.queued || queue
+	s.mu.Unlock()
+	if queue {
+		h.ready <- s
+	}
+}
+
+var heartbeat = []byte(": keep-alive\n\n")
+
+// writeSlice bounds one write: a client that does not take the bytes in
+// that time is retried later (writeRetry), so it holds a writer only
+// briefly; one that never takes them fills its buffer and is dropped.
+const (
+	writeSlice = 20 * time.Millisecond
+	writeRetry = 50 * time.Millisecond
+)
+
+// writer sends subscribers' pending frames.
+func (h *Hub) writer(ctx context.Context) {
+	defer h.writers.Done()
+	for {
+		var s *Sub
+		select {
+		case <-ctx.Done():
+			return
+		case s = <-h.ready:
+		}
+		h.mu.Lock()
+		conn := s.conn
+		_, live := h.subs[s]
+		h.mu.Unlock()
+		s.mu.Lock()
+		buf := s.pending
+		s.pending = nil
+		s.mu.Unlock()
+		if !live || conn == nil {
+			continue
+		}
+		_ = conn.SetWriteDeadline(time.Now().Add(writeSlice))
+		n, err := conn.Write(buf)
+		if err == nil {
+			s.mu.Lock()
+			if len(s.pending) == 0 {
+				s.queued = false
+				s.pending = buf[:0] // reuse the buffer
+				s.mu.Unlock()
+				continue
+			}
+			s.mu.Unlock()
+			h.ready <- s
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			h.drop(s, "") // the client went away
+			continue
+		}
+		// The client is slow to read: keep the rest, in front, and come
+		// back to it.
+		s.mu.Lock()
+		over := len(buf)-n+len(s.pending) > h.cfg.Buffer
+		s.pending = append(buf[n:len(buf):len(buf)], s.pending...)
+		s.mu.Unlock()
+		if over {
+			h.drop(s, ReasonSlow)
+			continue
+		}
+		time.AfterFunc(writeRetry, func() {
+			select {
+			case h.ready <- s:
+			default:
+				s.mu.Lock()
+				s.queued = false
+				s.mu.Unlock()
+			}
+		})
 	}
 }
 

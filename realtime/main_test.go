@@ -161,6 +161,24 @@ func (s *stream) next(t *testing.T, within time.Duration) frame {
 	}
 }
 
+// tryNext is next without failing: false after within.
+func (s *stream) tryNext(within time.Duration) (frame, bool) {
+	deadline := time.After(within)
+	for {
+		select {
+		case f, ok := <-s.frames:
+			if !ok {
+				return f, false
+			}
+			if f.Event != "" {
+				return f, true
+			}
+		case <-deadline:
+			return frame{}, false
+		}
+	}
+}
+
 // nothing asserts that no event frame arrives within d.
 func (s *stream) nothing(t *testing.T, d time.Duration) {
 	t.Helper()
@@ -200,4 +218,3 @@ func patchNote(t *testing.T, env *apptest.Env, id string, body map[string]any) {
 	r := env.Admin("PATCH", "/v1/notes/"+id, body)
 	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
 }
-

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,20 +47,35 @@ func TestResumeUnderConcurrentWriters(t *testing.T) {
 				})
 			}
 			var got []int64
-			last := ""
+			var roundStarts []string
+			last := "0" // from the start of the log: the writers are already busy
 			for round := 0; len(got) < writers*perWriter; round++ {
 				require.Less(t, round, 200, "too many rounds")
-				hdr := []string{}
-				if last != "" {
-					hdr = []string{"Last-Event-ID", last}
-				}
+				hdr := []string{"Last-Event-ID", last}
+				roundStarts = append(roundStarts, last)
 				s, resp := open(t, env.Server.URL, "/v1/notes/stream", apptest.AdminKey, hdr...)
 				require.Equal(t, http.StatusOK, resp.StatusCode)
 				for range 25 {
 					if len(got) == writers*perWriter {
 						break
 					}
-					f := s.next(t, 10*time.Second)
+					f, ok := s.tryNext(10 * time.Second)
+					if !ok {
+						seen := map[int64]bool{}
+						for _, id := range got {
+							seen[id] = true
+						}
+						var missing []string
+						r := env.Admin("GET", "/v1/_events?limit=1000&resource=notes", nil)
+						for _, m := range regexp.MustCompile(`"id":"(\d+)","eventId"`).FindAllStringSubmatch(string(r.Body), -1) {
+							id, _ := strconv.ParseInt(m[1], 10, 64)
+							if !seen[id] {
+								missing = append(missing, m[1])
+							}
+						}
+						t.Fatalf("round %d: no frame after %d of %d (last %s, err %v); missing %v; rounds %v; %s", round, len(got), writers*perWriter, last, s.err,
+							missing, roundStarts, grepLines(string(env.Do("GET", "/metrics", nil, "").Body), "herald_sse"))
+					}
 					id, err := strconv.ParseInt(f.ID, 10, 64)
 					require.NoError(t, err)
 					got = append(got, id)

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"time"
 
@@ -33,116 +31,78 @@ type Stream struct {
 	View func(*events.Event) (events.Event, bool)
 }
 
-// writeDeadline bounds one write to a stream: a client that does not read
-// for that long is cut off (it resumes with Last-Event-ID).
+// writeDeadline bounds the writes of the headers and the replay, which
+// the request's goroutine makes before the hub takes the connection over.
 const writeDeadline = 10 * time.Second
 
-// Open subscribes s. It fails with a *LimitError (429) before anything is
-// written; the caller then calls Serve.
+// Open subscribes s. It fails with a *LimitError (429) or ErrShuttingDown
+// (503) before anything is written; the caller then calls Serve.
 func (h *Hub) Open(s *Stream) (*Sub, int64, error) {
-	return h.Subscribe(s.Caller, s.Filter)
+	return h.Subscribe(s.Caller, s)
 }
 
-// Serve writes the stream until the client goes, the hub drops it (slow,
-// shutdown) or ctx ends: the headers and retry hint, the replay after
-// Last-Event-ID (a reset first when retention removed events after it),
-// then live events with no gap and no duplicate, a comment line as
-// heartbeat. sub and head come from Open.
+// Serve takes the connection over from net/http and starts the stream:
+// the headers (with those already set on w, such as X-Request-ID) and
+// the retry hint, the replay after Last-Event-ID (a reset first when
+// retention removed events after it), then hands the connection to the
+// hub, which sends live events with no gap and no duplicate, and a comment
+// line as heartbeat. It returns once the hub has the connection; the
+// response must not be touched after. sub and head come from Open.
 func (h *Hub) Serve(ctx context.Context, w http.ResponseWriter, sub *Sub, head int64, s *Stream) error {
-	defer sub.Close()
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{}) // the stream only: no server write deadline
-	hdr := w.Header()
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		sub.Close()
+		return fmt.Errorf("realtime: take the connection over: %w", err)
+	}
+	var buf bytes.Buffer
+	buf.WriteString("HTTP/1.1 200 OK\r\n")
+	hdr := w.Header().Clone()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("X-Accel-Buffering", "no")
-	hdr.Set("Connection", "keep-alive")
-	w.WriteHeader(http.StatusOK)
-	var buf bytes.Buffer
-	buf.WriteString("retry: 2000\n\n")
+	hdr.Set("Connection", "close") // the body ends when the stream does
+	_ = hdr.Write(&buf)
+	buf.WriteString("\r\nretry: 2000\n\n")
 	write := func() error {
 		if buf.Len() == 0 {
 			return nil
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(writeDeadline))
-		_, err := w.Write(buf.Bytes())
+		_ = conn.SetWriteDeadline(time.Now().Add(writeDeadline))
+		_, err := conn.Write(buf.Bytes())
 		buf.Reset()
-		if err == nil {
-			err = rc.Flush()
-		}
-		if errors.Is(err, os.ErrDeadlineExceeded) && sub.Reason() != ReasonSlow {
-			// The client stopped reading: as slow as a full buffer.
-			h.m.slow.Inc()
-		}
 		return err
 	}
 	if err := write(); err != nil {
-		return err
-	}
-	last := int64(-1) // the newest id sent: live events up to it are duplicates
-	if s.Resume {
-		var err error
-		if last, err = h.replay(ctx, s, &buf, write); err != nil {
-			return err
-		}
+		sub.Close()
+		_ = conn.Close()
+		return nil
 	}
 	// Live events are those after head (committed after the subscription);
-	// the replay read everything committed up to its end, so together they
-	// leave no gap, and live ones up to last are skipped as duplicates.
-	_ = head
-	for {
-		select {
-		case <-ctx.Done():
+	// the replay reads everything committed up to its end, so together
+	// they leave no gap, and live ones up to the replay's end are skipped.
+	last := head
+	if s.Resume {
+		if last, err = h.replay(ctx, s, &buf, write); err != nil {
+			sub.Close()
+			_ = conn.Close()
 			return nil
-		case <-sub.Done:
-			if sub.Reason() == ReasonShutdown {
-				buf.WriteString("retry: 2000\n: the server is shutting down; reconnect with Last-Event-ID\n\n")
-				return write()
-			}
-			return nil
-		case it := <-sub.C:
-			h.put(&buf, it, s, last)
-			// Whatever else is waiting goes in the same write.
-		drain:
-			for buf.Len() < 64<<10 {
-				select {
-				case it := <-sub.C:
-					h.put(&buf, it, s, last)
-				default:
-					break drain
-				}
-			}
-			if err := write(); err != nil {
-				return err
-			}
 		}
+		last = max(last, s.LastEventID)
 	}
+	h.attach(sub, conn, last)
+	return nil
 }
 
-// put appends a live item: a heartbeat, or the event's frame when s sees
-// it and it was not replayed already.
-func (h *Hub) put(buf *bytes.Buffer, it *Item, s *Stream, last int64) {
-	switch {
-	case it == nil:
-		buf.WriteString(": keep-alive\n\n")
-	case it.Event.ID > last:
-		h.frame(buf, it, s)
-	}
-}
-
-// frame appends it's frame for s, if s sees it.
-func (h *Hub) frame(buf *bytes.Buffer, it *Item, s *Stream) {
-	f := it.Frame(s.Key, func() []byte {
+// frameOf returns it's frame for s (encoded once per view key), or nil
+// when s does not see it.
+func (h *Hub) frameOf(it *Item, s *Stream) []byte {
+	return it.Frame(s.Key, func() []byte {
 		e, ok := s.View(it.Event)
 		if !ok {
 			return nil
 		}
 		return encodeFrame(&e)
 	})
-	if f != nil {
-		buf.Write(f)
-		h.m.frames.Inc()
-	}
 }
 
 // encodeFrame renders an event as one SSE frame.
