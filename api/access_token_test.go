@@ -37,9 +37,11 @@ func TestAccessTokenNeverReachesTraces(t *testing.T) {
 			t.Fatalf("%s: the answer repeats the token: %s", target, rec.Body)
 		}
 	}
+	// Streams are not traced (a span would stay open for the stream's
+	// life); the other request is.
 	spans := exp.GetSpans()
-	if len(spans) < 3 {
-		t.Fatalf("want a span per request, got %d", len(spans))
+	if len(spans) < 1 {
+		t.Fatalf("want a span for the request that is not a stream, got %d", len(spans))
 	}
 	for _, s := range spans {
 		for _, a := range s.Attributes {
