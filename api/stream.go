@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -25,13 +26,17 @@ import (
 func accessTokenMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if !strings.Contains(r.URL.RawQuery, "access_token") {
+		if !strings.Contains(strings.ToLower(r.URL.RawQuery), "token") { // also access%5Ftoken
 			return next(c)
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			// Let the handler refuse the query, without the token in it.
-			q = url.Values{}
+			// The token cannot be told apart from the rest: keep none of it.
+			r.URL.RawQuery, r.RequestURI = "", r.URL.Path
+			return &resources.QueryError{Param: "query", Message: "the query string does not parse"}
+		}
+		if _, ok := q["access_token"]; !ok {
+			return next(c)
 		}
 		tok := q.Get("access_token")
 		q.Del("access_token")
@@ -82,8 +87,13 @@ func callerKey(c echo.Context) string {
 	return "ip:" + c.RealIP()
 }
 
-// eventOps are the event kinds a stream's events parameter names.
-var eventOps = []string{"created", "updated", "deleted", "classified", "manual"}
+// eventOps are the event kinds a stream's events parameter names;
+// defaultOps those a stream gets unless it asks (manual events are
+// invocations of one webhook, not changes).
+var (
+	eventOps   = []string{"created", "updated", "deleted", "classified", "manual"}
+	defaultOps = []string{"created", "updated", "deleted", "classified"}
+)
 
 func opOf(eventType string) string { return eventType[strings.LastIndexByte(eventType, '.')+1:] }
 
@@ -97,7 +107,7 @@ func (s *Server) resourceStream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ops := eventOps
+	ops := defaultOps
 	if v := c.QueryParam("events"); v != "" {
 		ops = strings.Split(v, ",")
 		for _, o := range ops {
@@ -113,7 +123,7 @@ func (s *Server) resourceStream(c echo.Context) error {
 	name := view.Resource()
 	return s.serveStream(c, &realtime.Stream{Caller: callerKey(c), Resume: resume, LastEventID: last, Resource: name,
 		Filter: func(e *events.Event) bool { return e.ResourceName == name && slices.Contains(ops, opOf(e.EventType)) },
-		Key:    view.Key(), View: view.Apply})
+		Key:    view.Key(), View: view.Apply, SchemaVersion: view.SchemaVersion(), Expires: view.Expires()})
 }
 
 // adminStream is GET /v1/_events/stream: everything, or the resources and
@@ -149,9 +159,20 @@ func (s *Server) serveStream(c echo.Context, st *realtime.Stream) error {
 	if s.cfg.Hub == nil {
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "streams are not enabled")
 	}
+	if p := auth.FromContext(c.Request().Context()); st.Expires.IsZero() {
+		if exp, ok := p.Claims["exp"].(float64); ok {
+			st.Expires = time.Unix(int64(exp), 0)
+		}
+	}
 	sub, head, err := s.cfg.Hub.Open(st)
 	if err != nil {
 		return err
 	}
-	return s.cfg.Hub.Serve(c.Request().Context(), c.Response(), sub, head, st)
+	if err := s.cfg.Hub.Serve(c.Request().Context(), c.Response(), sub, head, st); err != nil {
+		// Only when the connection cannot be taken over (HTTP/2).
+		s.cfg.Logger.Warn("stream", "err", err)
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
+			"streams need HTTP/1.1 on this server")
+	}
+	return nil
 }

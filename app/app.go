@@ -123,7 +123,8 @@ func (a *App) init(ctx context.Context) error {
 			a.waker.Poke()
 		}
 	}
-	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: onCommit, WriteTimeout: a.cfg.WriteTimeout}
+	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: onCommit, WriteTimeout: a.cfg.WriteTimeout,
+		OnSchema: a.hub.SchemaChanged}
 	if dialect == events.Postgres {
 		storeCfg.Writers = postgresWriters
 	}

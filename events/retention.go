@@ -153,23 +153,27 @@ func (r *Retention) Sweep(ctx context.Context) (int64, error) {
 	var total int64
 	for {
 		var gone []int64
-		err := r.db.WithContext(ctx).Raw(`DELETE FROM herald_events WHERE id IN (
-  SELECT id FROM herald_events WHERE created_at < ?
-    AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?) RETURNING id`, cutoff, r.cfg.BatchSize).
-			Find(&gone).Error
+		err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			if err := tx.Raw(`SELECT id FROM herald_events WHERE created_at < ?
+  AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?`, cutoff, r.cfg.BatchSize).
+				Find(&gone).Error; err != nil || len(gone) == 0 {
+				return err
+			}
+			// The mark first, in the same transaction: a reader that sees
+			// the events gone sees the mark too (realtime answers a resume
+			// from at or below it with a reset). It only grows.
+			if err := tx.Exec(`INSERT INTO herald_settings (key, value) VALUES (?, ?)
+  ON CONFLICT (key) DO UPDATE SET value = CASE
+    WHEN CAST(herald_settings.value AS bigint) < CAST(excluded.value AS bigint) THEN excluded.value
+    ELSE herald_settings.value END`, RemovedThroughSetting, strconv.FormatInt(slices.Max(gone), 10)).Error; err != nil {
+				return err
+			}
+			return tx.Exec("DELETE FROM herald_events WHERE id IN ?", gone).Error
+		})
 		if err != nil {
 			return total, fmt.Errorf("events: retention: %w", err)
 		}
 		total += int64(len(gone))
-		if len(gone) > 0 {
-			// Readers resuming from an id at or below this missed events
-			// (realtime answers them with a reset).
-			err := r.db.WithContext(ctx).Exec(`INSERT INTO herald_settings (key, value) VALUES (?, ?)
-  ON CONFLICT (key) DO UPDATE SET value = excluded.value`, RemovedThroughSetting, strconv.FormatInt(slices.Max(gone), 10)).Error
-			if err != nil {
-				return total, fmt.Errorf("events: retention: %w", err)
-			}
-		}
 		if len(gone) < r.cfg.BatchSize {
 			// Watermark steps below the oldest kept event say nothing any
 			// more; the newest step always stays.

@@ -14,11 +14,13 @@ package realtime
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,7 +107,17 @@ type Sub struct {
 const (
 	ReasonSlow     = "slow"
 	ReasonShutdown = "shutdown"
+	ReasonChanged  = "changed" // the schema (permissions) changed
+	ReasonExpired  = "expired" // the caller's token expired
 )
+
+// farewells are the last words of a stream the hub ends on purpose: a
+// retry hint, so the client reconnects (and is checked again).
+var farewells = map[string]string{
+	ReasonShutdown: "retry: 2000\n: the server is shutting down; reconnect with Last-Event-ID\n\n",
+	ReasonChanged:  "retry: 2000\n: permissions changed; reconnect with Last-Event-ID\n\n",
+	ReasonExpired:  "retry: 2000\n: the token expired; reconnect with a new one\n\n",
+}
 
 // Close ends the subscription (and closes its connection); safe to call
 // twice.
@@ -132,7 +144,9 @@ type Hub struct {
 	cfg   HubConfig
 	read  *gorm.DB
 	wake  chan struct{}
-	ready chan *Sub // subscribers with frames to write
+	qmu   sync.Mutex
+	queue []*Sub        // subscribers with frames to write
+	qwake chan struct{} // a writer should look at the queue
 	m     *metrics
 
 	mu       sync.Mutex
@@ -174,7 +188,7 @@ func NewHub(cfg HubConfig, read *gorm.DB) *Hub {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Hub{cfg: cfg, read: read, wake: make(chan struct{}, 1), ready: make(chan *Sub, 4096), m: newMetrics(cfg.Metrics),
+	return &Hub{cfg: cfg, read: read, wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), m: newMetrics(cfg.Metrics),
 		subs: map[*Sub]struct{}{}, byCaller: map[string]int{}}
 }
 
@@ -240,10 +254,51 @@ func (h *Hub) Shutdown() {
 	}
 	h.mu.Unlock()
 	for _, s := range subs {
-		s.mu.Lock()
-		s.pending = append(s.pending, "retry: 2000\n: the server is shutting down; reconnect with Last-Event-ID\n\n"...)
-		s.mu.Unlock()
 		h.drop(s, ReasonShutdown)
+	}
+}
+
+// SchemaChanged ends the streams whose views were made under an older
+// schema version, with a retry hint: they reconnect under the new
+// permissions. It never blocks for long.
+func (h *Hub) SchemaChanged(version int) {
+	h.mu.Lock()
+	var old []*Sub
+	for s := range h.subs {
+		if s.stream.SchemaVersion != 0 && s.stream.SchemaVersion < version {
+			old = append(old, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range old {
+		h.drop(s, ReasonChanged)
+	}
+}
+
+// reap drops the streams whose token expired and those whose client went
+// away (a read on the connection says so at once; nothing else reads it).
+// It runs at every heartbeat and when a caller reaches its limit.
+func (h *Hub) reap(caller string) {
+	now := time.Now()
+	h.mu.Lock()
+	var expired, gone []*Sub
+	for s := range h.subs {
+		if caller != "" && s.caller != caller {
+			continue
+		}
+		switch {
+		case !s.stream.Expires.IsZero() && now.After(s.stream.Expires):
+			expired = append(expired, s)
+		case s.conn != nil && !alive(s.conn):
+			gone = append(gone, s)
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range expired {
+		h.drop(s, ReasonExpired)
+	}
+	for _, s := range gone {
+		h.drop(s, "")
 	}
 }
 
@@ -251,6 +306,12 @@ func (h *Hub) Shutdown() {
 // gets, live from now on: events after the hub's head at the time of the
 // call, which it returns (Serve replays what came before).
 func (h *Hub) Subscribe(caller string, st *Stream) (*Sub, int64, error) {
+	h.mu.Lock()
+	full := h.byCaller[caller] >= h.cfg.MaxPerCaller
+	h.mu.Unlock()
+	if full {
+		h.reap(caller) // streams whose clients went away do not count
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
@@ -324,12 +385,14 @@ func (h *Hub) drop(s *Sub, reason string) {
 	if conn == nil {
 		return
 	}
-	// What is pending (a shutdown's retry hint) goes out if it can at once.
-	s.mu.Lock()
-	rest := s.pending
-	s.pending = nil
-	s.mu.Unlock()
-	if len(rest) > 0 {
+	if bye, ok := farewells[reason]; ok {
+		// What waits and the retry hint go out if they can at once. (A
+		// writer may hold earlier frames; the client resumes from what it
+		// got.)
+		s.mu.Lock()
+		rest := append(s.pending, bye...)
+		s.pending = nil
+		s.mu.Unlock()
 		_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = conn.Write(rest)
 	}
@@ -350,6 +413,7 @@ func (h *Hub) loop(ctx context.Context, done chan struct{}) {
 		case <-h.wake:
 		case <-poll.C:
 		case <-beat.C:
+			h.reap("")
 			h.broadcast(nil)
 			continue
 		}
@@ -392,7 +456,12 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 		for i := range rows {
 			e, err := decode(&rows[i])
 			if err != nil {
-				return err
+				// A row that cannot be decoded must not stop every stream.
+				h.cfg.Logger.Error("realtime: skip an event", "id", rows[i].ID, "err", err)
+				h.mu.Lock()
+				h.head = rows[i].ID
+				h.mu.Unlock()
+				continue
 			}
 			h.broadcast(&Item{Event: e})
 		}
@@ -412,24 +481,36 @@ func (h *Hub) broadcast(it *Item) {
 	if it != nil {
 		h.head = it.Event.ID
 	}
-	var attached []*Sub
+	var attached, slow []*Sub
 	for s := range h.subs {
 		if it != nil && s.stream.Filter != nil && !s.stream.Filter(it.Event) {
 			continue
 		}
 		if s.conn == nil {
 			if it != nil {
-				s.early = append(s.early, it) // bounded by the replay's length
+				if len(s.early) >= maxEarly {
+					slow = append(slow, s)
+					continue
+				}
+				s.early = append(s.early, it)
 			}
 			continue
 		}
 		attached = append(attached, s)
 	}
 	h.mu.Unlock()
+	for _, s := range slow {
+		h.drop(s, ReasonSlow)
+	}
 	for _, s := range attached {
 		h.deliver(s, it)
 	}
 }
+
+// maxEarly bounds the live events a subscription may gather while its
+// replay runs; one that gathers more is dropped as slow (it resumes from
+// where its replay got to).
+const maxEarly = 10000
 
 // deliver appends it's frame (or a heartbeat) to s's buffer and queues s
 // for the writers.
@@ -442,6 +523,10 @@ func (h *Hub) deliver(s *Sub, it *Item) {
 // add appends it's frame (or a heartbeat) to s's buffer; a subscriber
 // whose buffer would be over the limit is dropped as slow (false).
 func (h *Hub) add(s *Sub, it *Item) bool {
+	if exp := s.stream.Expires; !exp.IsZero() && time.Now().After(exp) {
+		h.drop(s, ReasonExpired)
+		return false
+	}
 	var f []byte
 	switch {
 	case it == nil:
@@ -455,7 +540,8 @@ func (h *Hub) add(s *Sub, it *Item) bool {
 		h.m.frames.Inc()
 	}
 	s.mu.Lock()
-	if len(s.pending)+len(f) > h.cfg.Buffer {
+	if len(s.pending) > 0 && len(s.pending)+len(f) > h.cfg.Buffer {
+		// (A frame larger than the buffer still goes when nothing waits.)
 		s.mu.Unlock()
 		h.drop(s, ReasonSlow)
 		return false
@@ -472,7 +558,46 @@ func (h *Hub) kick(s *Sub) {
 	s.queued = s.queued || queue
 	s.mu.Unlock()
 	if queue {
-		h.ready <- s
+		h.enqueue(s)
+	}
+}
+
+// enqueue puts s on the writers' queue; it never blocks.
+func (h *Hub) enqueue(s *Sub) {
+	h.qmu.Lock()
+	h.queue = append(h.queue, s)
+	h.qmu.Unlock()
+	select {
+	case h.qwake <- struct{}{}:
+	default:
+	}
+}
+
+// dequeue takes the next subscriber to write, waiting for one until ctx
+// ends.
+func (h *Hub) dequeue(ctx context.Context) (*Sub, bool) {
+	for {
+		h.qmu.Lock()
+		if len(h.queue) > 0 {
+			s := h.queue[0]
+			h.queue[0] = nil
+			h.queue = h.queue[1:]
+			more := len(h.queue) > 0
+			h.qmu.Unlock()
+			if more {
+				select { // another writer may take the next one
+				case h.qwake <- struct{}{}:
+				default:
+				}
+			}
+			return s, true
+		}
+		h.qmu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-h.qwake:
+		}
 	}
 }
 
@@ -486,72 +611,83 @@ const (
 	writeRetry = 50 * time.Millisecond
 )
 
-// writer sends subscribers' pending frames.
+// writer sends subscribers' pending frames. A panic is logged and the
+// writer goes on.
 func (h *Hub) writer(ctx context.Context) {
 	defer h.writers.Done()
 	for {
-		var s *Sub
-		select {
-		case <-ctx.Done():
+		s, ok := h.dequeue(ctx)
+		if !ok {
 			return
-		case s = <-h.ready:
 		}
-		h.mu.Lock()
-		conn := s.conn
-		_, live := h.subs[s]
-		h.mu.Unlock()
-		s.mu.Lock()
-		buf := s.pending
-		s.pending = nil
-		s.mu.Unlock()
-		if !live || conn == nil {
-			continue
-		}
-		_ = conn.SetWriteDeadline(time.Now().Add(writeSlice))
-		n, err := conn.Write(buf)
-		if err == nil {
-			s.mu.Lock()
-			if len(s.pending) == 0 {
-				s.queued = false
-				s.pending = buf[:0] // reuse the buffer
-				s.mu.Unlock()
-				continue
-			}
-			s.mu.Unlock()
-			h.ready <- s
-			continue
-		}
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			h.drop(s, "") // the client went away
-			continue
-		}
-		// The client is slow to read: keep the rest, in front, and come
-		// back to it.
-		s.mu.Lock()
-		over := len(buf)-n+len(s.pending) > h.cfg.Buffer
-		s.pending = append(buf[n:len(buf):len(buf)], s.pending...)
-		s.mu.Unlock()
-		if over {
-			h.drop(s, ReasonSlow)
-			continue
-		}
-		time.AfterFunc(writeRetry, func() {
-			select {
-			case h.ready <- s:
-			default:
-				s.mu.Lock()
-				s.queued = false
-				s.mu.Unlock()
-			}
-		})
+		h.write(s)
 	}
 }
 
-// decode turns a stored row into the event, as the audit API shows it.
-// dispatchedAt is left null: the stream does not wait for dispatch.
+func (h *Hub) write(s *Sub) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.cfg.Logger.Error("realtime: writer panicked", "panic", p)
+			h.drop(s, "")
+		}
+	}()
+	h.mu.Lock()
+	conn := s.conn
+	_, live := h.subs[s]
+	h.mu.Unlock()
+	s.mu.Lock()
+	buf := s.pending
+	s.pending = nil
+	s.mu.Unlock()
+	if !live || conn == nil {
+		return
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(writeSlice))
+	n, err := conn.Write(buf)
+	if err == nil {
+		s.mu.Lock()
+		if len(s.pending) == 0 {
+			s.queued = false
+			if cap(buf) <= 64<<10 {
+				s.pending = buf[:0] // reuse a small buffer; let a big one go
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		h.enqueue(s)
+		return
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		h.drop(s, "") // the client went away
+		return
+	}
+	// The client is slow to read: keep the rest, in front, and come back
+	// to it.
+	s.mu.Lock()
+	over := len(buf)-n+len(s.pending) > h.cfg.Buffer
+	s.pending = append(buf[n:len(buf):len(buf)], s.pending...)
+	s.mu.Unlock()
+	if over {
+		h.drop(s, ReasonSlow)
+		return
+	}
+	time.AfterFunc(writeRetry, func() { h.enqueue(s) })
+}
+
+// decode turns a stored row into the event, as the audit API shows it,
+// with numbers kept exact (permission filters compare integers beyond
+// 2^53 exactly, as SQL does). dispatchedAt is left null: streams do not
+// wait for dispatch.
 func decode(m *models.Event) (*events.Event, error) {
 	e, err := events.FromModel(m)
 	if err != nil {
+		return nil, fmt.Errorf("realtime: decode event %d: %w", m.ID, err)
+	}
+	dec := json.NewDecoder(strings.NewReader(m.Data))
+	dec.UseNumber()
+	e.Data = events.Data{}
+	if err := dec.Decode(&e.Data); err != nil {
 		return nil, fmt.Errorf("realtime: decode event %d: %w", m.ID, err)
 	}
 	e.DispatchedAt = nil

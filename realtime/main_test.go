@@ -45,6 +45,7 @@ permissions:
      filters: [{field: owner_id, operator: eq, claim: sub}]}
   - {resource: notes, role: editor, action: read, filters: [{field: status, operator: neq, value: done}]}
   - {resource: notes, role: team, action: read, filters: [{field: status, operator: in, value: [draft, review]}, {field: owner_id, operator: eq, claim: team}]}
+  - {resource: notes, role: big, action: read, filters: [{field: n, operator: eq, value: 9007199254740992}]}
 `
 
 func start(t *testing.T, kind database.Kind, modify ...func(*app.Config)) *apptest.Env {
@@ -56,6 +57,10 @@ func start(t *testing.T, kind database.Kind, modify ...func(*app.Config)) *appte
 func token(t testing.TB, sub, role string, extra ...any) string {
 	t.Helper()
 	c := jwt.MapClaims{"sub": sub, "role": role, "exp": time.Now().Add(time.Hour).Unix()}
+	if len(extra) == 1 {
+		c["exp"] = extra[0].(time.Time).Unix()
+		extra = nil
+	}
 	for i := 0; i+1 < len(extra); i += 2 {
 		c[extra[i].(string)] = extra[i+1]
 	}

@@ -1,6 +1,7 @@
 package realtime_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -30,14 +31,21 @@ func TestInMemoryFiltersAgreeWithSQL(t *testing.T) {
 					createNote(t, env, map[string]any{"title": "t", "owner_id": owner, "status": status})
 				}
 			}
+			// Integers beyond float64's 2^53: equal as floats, not as integers.
+			for _, n := range []string{"9007199254740992", "9007199254740993"} {
+				r := env.Admin("POST", "/v1/notes", `{"title":"big","n":`+n+`}`)
+				require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+			}
 			deleted := createNote(t, env, map[string]any{"title": "gone", "owner_id": "u1", "status": "draft"})
 			require.Equal(t, http.StatusNoContent, env.Admin("DELETE", "/v1/notes/"+deleted, nil).Status)
 			all := list(t, env, apptest.AdminKey)
-			require.Len(t, all, 12, "soft-deleted rows are not listed")
+			require.Len(t, all, 14, "soft-deleted rows are not listed")
 			var rows []map[string]any
 			r := env.Admin("GET", "/v1/notes?_limit=1000", nil)
 			var page struct{ Data []map[string]any }
-			require.NoError(t, json.Unmarshal(r.Body, &page))
+			dec := json.NewDecoder(bytes.NewReader(r.Body))
+			dec.UseNumber() // as the hub decodes events: integers exact
+			require.NoError(t, dec.Decode(&page))
 			rows = page.Data
 			// The soft-deleted row, as an event's old row would carry it.
 			gone := map[string]any{"id": deleted, "title": "gone", "owner_id": "u1", "status": "draft", "deleted_at": "2026-12-01T00:00:00Z"}
@@ -53,6 +61,7 @@ func TestInMemoryFiltersAgreeWithSQL(t *testing.T) {
 				{"editor (neq done)", &auth.Principal{UserID: "e", Role: "editor", Claims: map[string]any{"sub": "e"}}, token(t, "e", "editor")},
 				{"team u1 (in, claim)", &auth.Principal{UserID: "t", Role: "team", Claims: map[string]any{"sub": "t", "team": "u1"}}, token(t, "t", "team", "team", "u1")},
 				{"team without the claim", &auth.Principal{UserID: "t2", Role: "team", Claims: map[string]any{"sub": "t2"}}, token(t, "t2", "team")},
+				{"big (an integer beyond 2^53)", &auth.Principal{UserID: "b", Role: "big", Claims: map[string]any{"sub": "b"}}, token(t, "b", "big")},
 			}
 			for _, c := range callers {
 				sql := list(t, env, c.tok)

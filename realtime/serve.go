@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/events"
+	"github.com/herald-dev/herald/models"
 )
 
 // Stream is one stream's parameters.
@@ -29,6 +30,12 @@ type Stream struct {
 	// encoded once per Key.
 	Key  string
 	View func(*events.Event) (events.Event, bool)
+	// SchemaVersion is the schema the view was made under (0: none): the
+	// stream ends, with a retry hint, when the schema changes.
+	SchemaVersion int
+	// Expires is when the caller's token expires (zero: never): the stream
+	// ends then, with a retry hint.
+	Expires time.Time
 }
 
 // writeDeadline bounds the writes of the headers and the replay, which
@@ -82,12 +89,12 @@ func (h *Hub) Serve(ctx context.Context, w http.ResponseWriter, sub *Sub, head i
 	// they leave no gap, and live ones up to the replay's end are skipped.
 	last := head
 	if s.Resume {
-		if last, err = h.replay(ctx, s, &buf, write); err != nil {
+		if last, err = h.replay(ctx, s, head, &buf, write); err != nil {
+			h.cfg.Logger.Warn("realtime: replay", "err", err)
 			sub.Close()
 			_ = conn.Close()
 			return nil
 		}
-		last = max(last, s.LastEventID)
 	}
 	h.attach(sub, conn, last)
 	return nil
@@ -123,30 +130,49 @@ func encodeFrame(e *events.Event) []byte {
 	return b.Bytes()
 }
 
-// replay sends the events after s.LastEventID from the log, in pages,
-// until it has caught up with what is committed; live events queue in the
-// subscription meanwhile. It returns the newest id it read.
-func (h *Hub) replay(ctx context.Context, s *Stream, buf *bytes.Buffer, write func() error) (int64, error) {
+// replay sends the events after s.LastEventID up to head (what the hub
+// had handed out when the stream subscribed: everything after it arrives
+// live), in pages. A reset comes first when retention removed events
+// after that id, or when the id is beyond the log (a restored database, a
+// stale id): the stream then starts where the log is. It returns the
+// newest id it covered.
+func (h *Hub) replay(ctx context.Context, s *Stream, head int64, buf *bytes.Buffer, write func() error) (int64, error) {
 	after := s.LastEventID
 	removed, err := events.RemovedThrough(ctx, h.read)
 	if err != nil {
 		return after, err
 	}
-	if after < removed {
+	switch {
+	case after < removed:
 		fmt.Fprintf(buf, "event: reset\ndata: {\"lastEventId\":\"%d\",\"removedThrough\":\"%d\"}\n\n", after, removed)
 		after = removed
-	}
-	audit := events.NewAudit(h.read)
-	q := events.Query{Resource: s.Resource, After: after, Limit: 1000}
-	for {
-		page, err := audit.List(ctx, q)
-		if err != nil {
+	case after > head:
+		var max int64
+		if err := h.read.WithContext(ctx).Raw("SELECT COALESCE(MAX(id), 0) FROM herald_events").Scan(&max).Error; err != nil {
 			return after, err
 		}
-		for i := range page.Data {
-			e := &page.Data[i]
-			after = e.ID
-			if s.Filter != nil && !s.Filter(e) {
+		if after > max {
+			fmt.Fprintf(buf, "event: reset\ndata: {\"lastEventId\":\"%d\",\"removedThrough\":\"%d\"}\n\n", after, removed)
+			return head, write()
+		}
+		return after, write() // newer than this hub's head: live events follow
+	}
+	for after < head {
+		var rows []models.Event
+		q := h.read.WithContext(ctx).Where("id > ? AND id <= ?", after, head)
+		if s.Resource != "" {
+			q = q.Where("resource_name = ?", s.Resource)
+		}
+		if err := q.Order("id").Limit(1000).Find(&rows).Error; err != nil {
+			return after, err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		for i := range rows {
+			after = rows[i].ID
+			e, err := decode(&rows[i])
+			if err != nil || (s.Filter != nil && !s.Filter(e)) {
 				continue
 			}
 			v, ok := s.View(e)
@@ -160,9 +186,6 @@ func (h *Hub) replay(ctx context.Context, s *Stream, buf *bytes.Buffer, write fu
 		if err := write(); err != nil {
 			return after, err
 		}
-		if page.Meta.Next == nil {
-			return after, nil
-		}
-		q.After = after
 	}
+	return max(after, head), write()
 }

@@ -41,6 +41,11 @@ type StoreConfig struct {
 	// OnCommit is called after every committed write transaction (the
 	// outbox relay's wake-up). Optional; must not block.
 	OnCommit func()
+	// OnSchema is called after the schema in use changed (an import here,
+	// or another instance's, seen by the refresh), with its version: views
+	// made under the old schema (realtime streams) are out of date.
+	// Optional; must not block.
+	OnSchema func(version int)
 	// Writers is how many write transactions run at once. Default 1: SQLite
 	// has one writer connection anyway. PostgreSQL overlaps transactions'
 	// work with other transactions' commits when it is larger.
@@ -145,6 +150,9 @@ type schemaState struct {
 	version int
 }
 
+// SchemaVersion is the registry version of the schema in use.
+func (s *Store) SchemaVersion() int { return s.state.Load().version }
+
 // Schema returns the applied schema. Callers must not modify it.
 func (s *Store) Schema() *Schema { return s.state.Load().schema }
 
@@ -159,6 +167,9 @@ func (s *Store) setSchema(sc *Schema, version int) {
 			return
 		}
 		if s.state.CompareAndSwap(cur, next) {
+			if s.cfg.OnSchema != nil && (cur == nil || cur.version != version) {
+				s.cfg.OnSchema(version)
+			}
 			return
 		}
 	}

@@ -2,9 +2,9 @@ package resources
 
 import (
 	"context"
-	"fmt"
+	"encoding/json"
 	"slices"
-	"strings"
+	"time"
 
 	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/events"
@@ -16,16 +16,19 @@ import (
 // checks them against stored rows), projected to its read fields and then
 // to the fields it asked for. It is immutable and safe for concurrent use.
 type StreamView struct {
-	r      *Resource
-	a      *access
-	fields []string
-	key    string
+	r       *Resource
+	a       *access
+	fields  []string
+	key     string
+	version int
+	expires time.Time
 }
 
 // StreamView checks that the caller may read resource and returns its view
 // of the resource's events; fields (comma-separated, may be empty) narrows
 // the projection as the list API's fields does.
 func (s *Store) StreamView(ctx context.Context, resource, fields string) (*StreamView, error) {
+	version := s.SchemaVersion()
 	_, r, a, err := s.resolve(ctx, resource, ActionRead)
 	if err != nil {
 		return nil, err
@@ -37,23 +40,58 @@ func (s *Store) StreamView(ctx context.Context, resource, fields string) (*Strea
 	if err := a.checkReadable(&ListQuery{Fields: fs}); err != nil {
 		return nil, err
 	}
-	v := &StreamView{r: r, a: a, fields: fs}
-	v.key = v.makeKey(auth.FromContext(ctx))
+	p := auth.FromContext(ctx)
+	v := &StreamView{r: r, a: a, fields: fs, version: version}
+	v.key = v.makeKey(p)
+	if exp, ok := p.Claims["exp"].(float64); ok {
+		v.expires = time.Unix(int64(exp), 0)
+	}
 	return v, nil
 }
 
+// SchemaVersion is the version of the schema the view was made under: a
+// stream must not outlive it (its permissions may have changed).
+func (v *StreamView) SchemaVersion() int { return v.version }
+
+// Expires is when the caller's token expires (zero: never): a stream must
+// not outlive it.
+func (v *StreamView) Expires() time.Time { return v.expires }
+
 // makeKey identifies what the view shows: callers with equal keys see the
-// same frames, so a frame is encoded once per key.
+// same frames, so a frame is encoded once per key. It is an unambiguous
+// encoding of everything Apply depends on: the schema version, the
+// resource, the read fields, the bound row filters and fields.
 func (v *StreamView) makeKey(p *auth.Principal) string {
-	if v.a.admin {
-		return "admin|" + v.r.Name + "|" + strings.Join(v.fields, ",")
+	type rule struct {
+		F, Op string
+		V     []any
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s|%s|%s|", p.Role, v.r.Name, strings.Join(v.fields, ","))
-	for _, rule := range v.a.filters {
-		fmt.Fprintf(&b, "%s %s %v;", rule.field.Name, rule.op, rule.values)
+	k := struct {
+		Version int
+		R       string
+		Admin   bool
+		Read    []string
+		Filters []rule
+		Fields  []string
+	}{Version: v.version, R: v.r.Name, Admin: v.a.admin, Fields: v.fields}
+	if !v.a.admin {
+		for name := range v.a.readFields {
+			k.Read = append(k.Read, name)
+		}
+		slices.Sort(k.Read)
+		if v.a.readFields == nil {
+			k.Read = []string{"*"}
+		}
+		for _, r := range v.a.filters {
+			vals := make([]any, len(r.values))
+			for i, x := range r.values {
+				vals[i] = Output(x)
+			}
+			k.Filters = append(k.Filters, rule{r.field.Name, r.op, vals})
+		}
 	}
-	return b.String()
+	b, _ := json.Marshal(k)
+	return string(b)
 }
 
 // Key identifies the frames this view produces (see makeKey).
@@ -81,22 +119,42 @@ func (v *StreamView) Visible(row map[string]any) bool {
 			return false
 		}
 		val := row[rule.field.Name]
+		// Compared as canonical values (exact integers, times), as SQL
+		// compares them; a value that does not coerce equals nothing.
+		match := false
+		if val != nil {
+			if cv, err := rule.field.coerce(val); err == nil {
+				switch rule.op {
+				case "in":
+					match = slices.ContainsFunc(rule.values, func(w any) bool { return sameCanonical(cv, w) })
+				default:
+					match = sameCanonical(cv, rule.values[0])
+				}
+			}
+		}
 		switch rule.op {
 		case "neq":
-			if val != nil && sameValue(Output(val), Output(rule.values[0])) {
-				return false
-			}
-		case "in":
-			if val == nil || !slices.ContainsFunc(rule.values, func(w any) bool { return sameValue(Output(val), Output(w)) }) {
+			if val != nil && match {
 				return false
 			}
 		default:
-			if val == nil || !sameValue(Output(val), Output(rule.values[0])) {
+			if !match {
 				return false
 			}
 		}
 	}
 	return true
+}
+
+// sameCanonical compares two canonical values; integers exactly (beyond
+// float64's 2^53).
+func sameCanonical(a, b any) bool {
+	ai, aok := a.(int64)
+	bi, bok := b.(int64)
+	if aok && bok {
+		return ai == bi
+	}
+	return sameValue(Output(a), Output(b))
 }
 
 // Apply returns the caller's view of e, and false when the caller may not
