@@ -182,16 +182,19 @@ func (a *App) init(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The hub first: it only reads the log's head, and a failure then
+	// leaves nothing running.
+	if err := a.hub.Start(ctx); err != nil {
+		return err
+	}
 	a.store.Start()
 	if err := a.relay.Start(ctx); err != nil {
 		a.store.Stop()
+		a.hub.Stop()
 		return err
 	}
 	a.queue.Start()
 	a.retention.Start()
-	if err := a.hub.Start(ctx); err != nil {
-		return err
-	}
 	if a.waker != nil {
 		a.waker.Start()
 	}
