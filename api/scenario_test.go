@@ -140,6 +140,8 @@ func crudSteps() []step {
 			body: `{"name":"Cy","email":"cy@example.com","created_at":"2020-01-01T00:00:00Z"}`, contains: []string{`"rule":"readOnly"`}},
 		{name: "malformed json", method: "POST", path: "/v1/customers", status: 400, body: `{"name":`, contains: []string{"malformed-json"}},
 		{name: "trailing data", method: "POST", path: "/v1/customers", status: 400, body: `{"name":"x"} {}`},
+		{name: "trailing brace", method: "POST", path: "/v1/customers", status: 400, body: `{"name":"x","email":"t@example.com"}}`},
+		{name: "trailing bracket", method: "POST", path: "/v1/customers", status: 400, body: `[{"name":"x","email":"t@example.com"}]]`},
 		{name: "wrong body type", method: "POST", path: "/v1/customers", status: 422, body: `"hello"`},
 		{name: "unknown resource", method: "GET", path: "/v1/nope", status: 404},
 		{name: "unknown record", method: "GET", path: "/v1/customers/01900000-0000-7000-8000-000000000000", status: 404},

@@ -270,7 +270,8 @@ func (s *Server) decodeJSON(c echo.Context) (any, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, &bodyError{"the body is not valid JSON: " + err.Error()}
 	}
-	if dec.More() {
+	// Decoder.More misses a stray "}" or "]": look at what is left.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return nil, &bodyError{"the body has data after the JSON value"}
 	}
 	return v, nil
