@@ -54,6 +54,8 @@ type DB struct {
 	Write *gorm.DB
 	// Read is the handle for reads.
 	Read *gorm.DB
+	// readConns is the SQLite read pool's size.
+	readConns int
 }
 
 // IsPostgres tells whether the URL names PostgreSQL.
@@ -142,7 +144,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	rdb.SetMaxOpenConns(reads)
 	rdb.SetMaxIdleConns(reads)
-	return &DB{Kind: SQLite, Write: w, Read: r}, nil
+	return &DB{Kind: SQLite, Write: w, Read: r, readConns: reads}, nil
 }
 
 const genKey = "herald_schema_gen"
@@ -152,7 +154,20 @@ const genKey = "herald_schema_gen"
 // statement prepared against the old table shapes fails ("cached plan must
 // not change result type") or reads stale types. Statements stay prepared
 // and cached otherwise, which saves PostgreSQL a parse and plan per query.
-func (d *DB) InvalidateStatements() { d.gen.Add(1) }
+//
+// On SQLite the idle read connections are closed: a connection that read a
+// table before a rebuild was seen to read a row of the rebuilt table with a
+// column missing (null) once, right after an import.
+func (d *DB) InvalidateStatements() {
+	d.gen.Add(1)
+	if d.Kind == SQLite && d.Read != d.Write {
+		if rdb, err := d.Read.DB(); err == nil {
+			n := d.readConns
+			rdb.SetMaxIdleConns(0)
+			rdb.SetMaxIdleConns(n)
+		}
+	}
+}
 
 func (d *DB) resetStatements(ctx context.Context, c *pgx.Conn) error {
 	data := c.PgConn().CustomData()
