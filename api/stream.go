@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -95,8 +94,6 @@ var (
 	defaultOps = []string{"created", "updated", "deleted", "classified"}
 )
 
-func opOf(eventType string) string { return eventType[strings.LastIndexByte(eventType, '.')+1:] }
-
 // resourceStream is GET /v1/:resource/stream.
 func (s *Server) resourceStream(c echo.Context) error {
 	if err := streamParams(c, "events", "fields", "lastEventId"); err != nil {
@@ -122,8 +119,10 @@ func (s *Server) resourceStream(c echo.Context) error {
 	}
 	name := view.Resource()
 	return s.serveStream(c, &realtime.Stream{Caller: callerKey(c), Resume: resume, LastEventID: last, Resource: name,
-		Filter: func(e *events.Event) bool { return e.ResourceName == name && slices.Contains(ops, opOf(e.EventType)) },
-		Key:    view.Key(), View: view.Apply, SchemaVersion: view.SchemaVersion(), Expires: view.Expires()})
+		Filter: func(e *events.Event) bool {
+			return e.ResourceName == name && slices.Contains(ops, events.Op(e.EventType))
+		},
+		Key: view.Key(), View: view.Apply, SchemaVersion: view.SchemaVersion(), Expires: view.Expires()})
 }
 
 // adminStream is GET /v1/_events/stream: everything, or the resources and
@@ -150,7 +149,7 @@ func (s *Server) adminStream(c echo.Context) error {
 			if len(names) > 0 && !slices.Contains(names, e.ResourceName) {
 				return false
 			}
-			return len(types) == 0 || slices.Contains(types, e.EventType) || slices.Contains(types, opOf(e.EventType))
+			return len(types) == 0 || slices.Contains(types, e.EventType) || slices.Contains(types, events.Op(e.EventType))
 		},
 		Key: key, View: func(e *events.Event) (events.Event, bool) { return *e, true }})
 }
@@ -158,11 +157,6 @@ func (s *Server) adminStream(c echo.Context) error {
 func (s *Server) serveStream(c echo.Context, st *realtime.Stream) error {
 	if s.cfg.Hub == nil {
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "streams are not enabled")
-	}
-	if p := auth.FromContext(c.Request().Context()); st.Expires.IsZero() {
-		if exp, ok := p.Claims["exp"].(float64); ok {
-			st.Expires = time.Unix(int64(exp), 0)
-		}
 	}
 	sub, head, err := s.cfg.Hub.Open(st)
 	if err != nil {

@@ -176,7 +176,7 @@ func runSSEClients(url string, n int, measure bool) error {
 	from.Store(1 << 62)
 	var mu sync.Mutex
 	var lats []int64
-	var frames, ended atomic.Int64
+	var ended atomic.Int64
 	var wg sync.WaitGroup
 	opened := make(chan error, n)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -207,7 +207,6 @@ func runSSEClients(url string, n int, measure bool) error {
 					continue
 				}
 				now := time.Now()
-				frames.Add(1)
 				i := bytes.Index(line, key)
 				if i < 0 {
 					continue
@@ -239,16 +238,13 @@ func runSSEClients(url string, n int, measure bool) error {
 		if v, ok := strings.CutPrefix(in.Text(), "from "); ok {
 			ns, _ := strconv.ParseInt(v, 10, 64)
 			from.Store(ns)
-			frames.Store(0)
 		}
 	}
 	// stdin closed: stop reading and report.
-	counted := frames.Load()
 	cancel()
 	wg.Wait()
 	slices.Sort(lats)
 	rep := sseReport{Frames: int64(len(lats)), Ended: ended.Load() - int64(n)}
-	_ = counted
 	if len(lats) > 0 {
 		rep.P50 = lats[len(lats)*50/100]
 		rep.P99 = lats[min(len(lats)*99/100, len(lats)-1)]

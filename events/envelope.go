@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/herald-dev/herald/models"
@@ -59,6 +60,11 @@ const (
 	OpUpdated = "updated"
 	OpDeleted = "deleted"
 )
+
+// Op returns an event type's operation: "created" of "orders.created".
+func Op(eventType string) string {
+	return eventType[strings.LastIndexByte(eventType, '.')+1:]
+}
 
 // diff computes data for a change of one row. old or new is nil for a
 // create or a delete. ok is false when an update changed nothing.

@@ -255,21 +255,6 @@ func (r *Relay) drain(ctx context.Context, i int, tick bool) (err error) {
 // errCursorMoved means another instance advanced the cursor first.
 var errCursorMoved = errors.New("events: another instance advanced the cursor")
 
-// Step runs one step of every consumer: each takes at most one batch. It
-// returns how many events the consumers took in all. For tests and tools;
-// Start runs steps on its own.
-func (r *Relay) Step(ctx context.Context) (int, error) {
-	total := 0
-	for i := range r.consumers {
-		n, err := r.step(ctx, i)
-		total += n
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
-}
-
 // step hands consumer i the batch after its cursor and stores the result
 // with the advanced cursor. It returns the batch's size.
 func (r *Relay) step(ctx context.Context, i int) (int, error) {

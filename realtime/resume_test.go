@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,7 +186,7 @@ func TestSlowSubscriberIsDisconnected(t *testing.T) {
 // reaches a subscriber of the other promptly (LISTEN/NOTIFY, not the 1 s
 // poll).
 func TestTwoInstancesOnPostgres(t *testing.T) {
-	if !slicesContains(dbtest.Kinds, database.Postgres) {
+	if !slices.Contains(dbtest.Kinds, database.Postgres) {
 		t.Skip("PostgreSQL is not available")
 	}
 	a := start(t, database.Postgres)
@@ -211,15 +212,6 @@ func grepLines(text, s string) string {
 		}
 	}
 	return strings.Join(out, "\n") + "\n"
-}
-
-func slicesContains(ks []database.Kind, k database.Kind) bool {
-	for _, x := range ks {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 // TestShutdownClosesStreamsWithRetryHint: on shutdown, streams get a retry

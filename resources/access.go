@@ -303,14 +303,20 @@ func (v *View) Events(evs []events.Event) {
 		e.Data.Old, e.Data.New = v.Project(e.Data.Old), v.Project(e.Data.New)
 		e.Data.Changes = events.Changes{Added: v.Fields(e.Data.Changes.Added),
 			Updated: v.Fields(e.Data.Changes.Updated), Removed: v.Fields(e.Data.Changes.Removed)}
-		who := map[string]any{}
-		for _, k := range []string{"userId", "role"} {
-			if val, ok := e.SessionVariables[k]; ok {
-				who[k] = val
-			}
-		}
-		e.SessionVariables = who
+		e.SessionVariables = who(e.SessionVariables)
 	}
+}
+
+// who keeps, of an event's session variables, who did it (userId, role):
+// what a caller other than the admin sees of them.
+func who(sv map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, k := range []string{"userId", "role"} {
+		if val, ok := sv[k]; ok {
+			out[k] = val
+		}
+	}
+	return out
 }
 
 // Fields keeps the readable names.

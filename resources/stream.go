@@ -193,13 +193,7 @@ func (v *StreamView) Apply(e *events.Event) (events.Event, bool) {
 	out.Data.Changes = events.Changes{Added: keep(e.Data.Changes.Added), Updated: keep(e.Data.Changes.Updated),
 		Removed: keep(e.Data.Changes.Removed)}
 	if !v.a.admin {
-		who := map[string]any{}
-		for _, k := range []string{"userId", "role"} {
-			if val, ok := e.SessionVariables[k]; ok {
-				who[k] = val
-			}
-		}
-		out.SessionVariables = who
+		out.SessionVariables = who(e.SessionVariables)
 	}
 	return out, true
 }

@@ -155,7 +155,7 @@ func loadHooks(ctx context.Context, db *gorm.DB, where string, args ...any) ([]*
 func invocationTargets(ctx context.Context, db *gorm.DB, batch []events.Event) (map[string]string, error) {
 	var ids []string
 	for i := range batch {
-		if op(batch[i].EventType) == "manual" {
+		if events.Op(batch[i].EventType) == "manual" {
 			ids = append(ids, batch[i].EventID)
 		}
 	}
@@ -177,7 +177,7 @@ func invocationTargets(ctx context.Context, db *gorm.DB, batch []events.Event) (
 // matches tells whether h takes e. The shape leaves room for related and
 // classification webhooks: each is one more case here.
 func (h *hook) matches(e *events.Event, targets map[string]string) bool {
-	o := op(e.EventType)
+	o := events.Op(e.EventType)
 	switch o {
 	case "manual":
 		return targets[e.EventID] == h.ID

@@ -8,11 +8,6 @@ import (
 	"github.com/herald-dev/herald/events"
 )
 
-// op returns an event type's operation: "created" of "orders.created".
-func op(eventType string) string {
-	return eventType[strings.LastIndexByte(eventType, '.')+1:]
-}
-
 // eventPayload is the "event" format: the event of SPEC section 5 plus
 // the webhook's id.
 type eventPayload struct {
@@ -78,7 +73,7 @@ func render(h *hook, e *events.Event) ([]byte, error) {
 	if h.Format == FormatHasura {
 		var p hasuraPayload
 		p.Event.SessionVariables = hasuraSession(e.SessionVariables)
-		p.Event.Op = hasuraOps[op(e.EventType)]
+		p.Event.Op = hasuraOps[events.Op(e.EventType)]
 		p.Event.Data.Old, p.Event.Data.New = e.Data.Old, e.Data.New
 		if e.TraceContext.TraceID != "" {
 			p.Event.TraceContext = &hasuraTrace{TraceID: e.TraceContext.TraceID, SpanID: e.TraceContext.SpanID}
