@@ -93,7 +93,7 @@ type Sub struct {
 	hub    *Hub
 
 	// Guarded by hub.mu.
-	reason string
+	reason string  // why the hub dropped it
 	early  []*Item // before attach
 	conn   net.Conn
 	last   int64 // events up to it were replayed
@@ -191,9 +191,6 @@ func NewHub(cfg HubConfig, read *gorm.DB) *Hub {
 	return &Hub{cfg: cfg, read: read, wake: make(chan struct{}, 1), qwake: make(chan struct{}, 1), m: newMetrics(cfg.Metrics),
 		subs: map[*Sub]struct{}{}, byCaller: map[string]int{}}
 }
-
-// Config returns the hub's configuration, defaults filled in.
-func (h *Hub) Config() HubConfig { return h.cfg }
 
 // Wake makes the hub read the log now (events were committed). It never
 // blocks.
@@ -341,7 +338,14 @@ func (h *Hub) attach(s *Sub, conn net.Conn, last int64) {
 	for {
 		h.mu.Lock()
 		if _, ok := h.subs[s]; !ok {
+			// Dropped before it was attached (a shutdown during its
+			// replay): its farewell still goes out.
+			bye := farewells[s.reason]
 			h.mu.Unlock()
+			if bye != "" {
+				_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_, _ = conn.Write([]byte(bye))
+			}
 			_ = conn.Close()
 			return
 		}
