@@ -25,6 +25,7 @@ import (
 
 	"github.com/herald-dev/herald/api"
 	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/classify"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
@@ -44,15 +45,16 @@ type App struct {
 	store  *resources.Store
 	server *api.Server
 
-	tracer    *sdktrace.TracerProvider
-	verifier  *auth.Verifier
-	metrics   *prometheus.Registry
-	relay     *events.Relay
-	retention *events.Retention
-	queue     *webhooks.Queue
-	webhooks  *webhooks.Service
-	hub       *realtime.Hub
-	waker     *realtime.Waker // PostgreSQL only
+	tracer     *sdktrace.TracerProvider
+	verifier   *auth.Verifier
+	metrics    *prometheus.Registry
+	relay      *events.Relay
+	retention  *events.Retention
+	classifier *classify.Classifier
+	queue      *webhooks.Queue
+	webhooks   *webhooks.Service
+	hub        *realtime.Hub
+	waker      *realtime.Waker // PostgreSQL only
 }
 
 // Version is Herald's version, sent in webhooks' User-Agent
@@ -124,7 +126,12 @@ func (a *App) init(ctx context.Context) error {
 		}
 	}
 	storeCfg := resources.StoreConfig{Logger: a.log, OnCommit: onCommit, WriteTimeout: a.cfg.WriteTimeout,
-		OnSchema: a.hub.SchemaChanged}
+		OnSchema: func(version int) {
+			a.hub.SchemaChanged(version)
+			if a.classifier != nil {
+				a.classifier.SchemaChanged(version)
+			}
+		}}
 	if dialect == events.Postgres {
 		storeCfg.Writers = postgresWriters
 	}
@@ -134,7 +141,21 @@ func (a *App) init(ctx context.Context) error {
 			return run, func() error { return buf.Flush(run) }
 		}}
 	}
+	// The classifier reads the events buffer, so its hook comes after the
+	// events hook (and its beforeCommit runs before the flush).
+	var classifier *classify.Classifier
+	if !a.cfg.DisableEvents {
+		storeCfg.TxHooks = append(storeCfg.TxHooks, func(tx *gorm.DB) (*gorm.DB, func() error) {
+			return classifier.TxHook(tx)
+		})
+	}
 	a.store = resources.NewStore(storeCfg, a.db)
+	if !a.cfg.DisableEvents {
+		if classifier, err = classify.New(classify.Config{Interval: a.cfg.ClassifyInterval, Logger: a.log}, a.store); err != nil {
+			return err
+		}
+		a.classifier = classifier
+	}
 	if !a.cfg.DisableEvents {
 		if err := a.db.Write.Use(events.NewPlugin(dialect, a.store.DecodeRow, nil)); err != nil {
 			return fmt.Errorf("app: events plugin: %w", err)
@@ -195,6 +216,11 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.queue.Start()
 	a.retention.Start()
+	if a.classifier != nil {
+		if err := a.classifier.Start(ctx); err != nil {
+			return err
+		}
+	}
 	if a.waker != nil {
 		a.waker.Start()
 	}
@@ -350,6 +376,9 @@ func (a *App) Close() error {
 	a.queue.Stop()
 	a.relay.Stop()
 	a.retention.Stop()
+	if a.classifier != nil {
+		a.classifier.Stop()
+	}
 	a.store.Stop()
 	if a.verifier != nil {
 		a.verifier.Close()

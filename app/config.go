@@ -34,6 +34,7 @@ type Config struct {
 	WriteTimeout        time.Duration  // HERALD_WRITE_TIMEOUT, default 10s
 	SSEMaxPerCaller     int            // HERALD_SSE_MAX_PER_CALLER, default 20
 	SSEMaxStreams       int            // HERALD_SSE_MAX_STREAMS, default 10000
+	ClassifyInterval    time.Duration  // HERALD_CLASSIFY_INTERVAL, default 30s
 	// DisableEvents turns event capture off. It is no setting: only the
 	// benchmark sets it, to measure what capture costs.
 	DisableEvents bool
@@ -147,6 +148,14 @@ var settings = []setting{
 			err = errors.New("must be from 1 to 1000000")
 		}
 		c.SSEMaxStreams = n
+		return err
+	}},
+	{"HERALD_CLASSIFY_INTERVAL", "30s", "how often classifications that use now are re-evaluated (10ms to 1m)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && (d < 10*time.Millisecond || d > time.Minute) {
+			err = errors.New("must be from 10ms to 1m")
+		}
+		c.ClassifyInterval = d
 		return err
 	}},
 	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"github.com/herald-dev/herald/classify"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/webhooks"
@@ -20,5 +21,6 @@ func migrations() []database.Migration {
 		},
 	}}}
 	list = append(list, events.Migrations()...)
-	return append(list, webhooks.Migrations()...)
+	list = append(list, webhooks.Migrations()...)
+	return append(list, classify.Migrations()...)
 }

@@ -36,6 +36,16 @@ type Data struct {
 	Old     map[string]any `json:"old"`
 	New     map[string]any `json:"new"`
 	Changes Changes        `json:"changes"`
+	// Classification is set on R.classified events only.
+	Classification *Transition `json:"classification,omitempty"`
+}
+
+// Transition is a classification's change of outcome for one row: From
+// and To are true, false or nil (no row: before create, after delete).
+type Transition struct {
+	Name string `json:"name"`
+	From *bool  `json:"from"`
+	To   *bool  `json:"to"`
 }
 
 // Changes names the fields a change added, updated and removed.
@@ -59,6 +69,8 @@ const (
 	OpCreated = "created"
 	OpUpdated = "updated"
 	OpDeleted = "deleted"
+	// OpClassified is a classification's transition (package classify).
+	OpClassified = "classified"
 )
 
 // Op returns an event type's operation: "created" of "orders.created".

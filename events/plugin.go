@@ -213,6 +213,8 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 	if v, ok := db.Get(bufferKey); ok {
 		buf := v.(*Buffer)
 		buf.events = append(buf.events, ev)
+		buf.changes = append(buf.changes, Change{Resource: table, ResourceID: id, Op: op, Old: old, New: new,
+			Context: db.Statement.Context})
 		return
 	}
 	if err := insertEvents(db.Session(&gorm.Session{NewDB: true, SkipHooks: true}), p.dialect, []pendingEvent{ev}); err != nil {
@@ -317,6 +319,28 @@ const bufferKey = "herald:events_buffer"
 type Buffer struct {
 	dialect Dialect
 	events  []pendingEvent
+	changes []Change
+}
+
+// Change is one row change captured in a write transaction: Op is
+// created, updated or deleted (soft deletes included, New then nil), Old
+// and New are the row in its API form.
+type Change struct {
+	Resource, ResourceID, Op string
+	Old, New                 map[string]any
+	// Context is the writing request's (its session and trace).
+	Context context.Context
+}
+
+// PendingChanges returns the row changes buffered on tx so far, in order, for a
+// TxHook that acts on them before commit (classifications). It returns nil
+// for a handle without a buffer. The maps must not be modified.
+func PendingChanges(tx *gorm.DB) []Change {
+	v, ok := tx.Get(bufferKey)
+	if !ok {
+		return nil
+	}
+	return v.(*Buffer).changes
 }
 
 // Buffered returns tx with a fresh buffer: the plugin appends the events of
@@ -332,10 +356,11 @@ func Buffered(tx *gorm.DB, dialect Dialect) (*gorm.DB, *Buffer) {
 // buffer. Call it last before commit.
 func (b *Buffer) Flush(tx *gorm.DB) error {
 	if len(b.events) == 0 {
+		b.changes = nil
 		return nil
 	}
 	err := insertEvents(tx.Session(&gorm.Session{NewDB: true, SkipHooks: true}), b.dialect, b.events)
-	b.events = nil
+	b.events, b.changes = nil, nil
 	return err
 }
 
@@ -348,6 +373,10 @@ type NewEvent struct {
 	Resource   string
 	ResourceID string
 	Data       Data
+	// Context, when set, supplies the session variables and trace
+	// context instead of tx's: a hook that records events for the changes
+	// of several requests sharing one transaction passes each change's.
+	Context context.Context
 }
 
 // Append adds e to tx's transaction: it is buffered with the plugin's own
@@ -369,7 +398,11 @@ func Append(tx *gorm.DB, e NewEvent) (string, error) {
 	if e.Data.Changes.Removed == nil {
 		e.Data.Changes.Removed = []string{}
 	}
-	ev, err := newPending(tx.Statement.Context, e.Type, e.Resource, e.ResourceID, e.Data, time.Now())
+	ctx := e.Context
+	if ctx == nil {
+		ctx = tx.Statement.Context
+	}
+	ev, err := newPending(ctx, e.Type, e.Resource, e.ResourceID, e.Data, time.Now())
 	if err != nil {
 		return "", err
 	}

@@ -119,7 +119,8 @@ type index struct {
 }
 
 // wantedIndexes lists the indexes of a resource: unique fields, and plain
-// indexes on sortable, filterable and relation fields and created_at.
+// indexes on sortable, filterable and relation fields, created_at, and
+// the datetime fields that classifications compare with now.
 func wantedIndexes(r *Resource) map[string]index {
 	out := map[string]index{}
 	add := func(col string, unique bool) {
@@ -139,6 +140,15 @@ func wantedIndexes(r *Resource) map[string]index {
 			add(f.Name, true)
 		} else if f.Sortable || f.Filterable || f.Type == TypeRelation {
 			add(f.Name, false)
+		}
+	}
+	// The time-based re-evaluation of classifications asks for the rows
+	// whose datetime field lies in a range (Window).
+	for _, c := range r.compiled {
+		for _, w := range c.windows {
+			if f := r.Column(w.Field); f != nil && !f.Unique {
+				add(w.Field, false)
+			}
 		}
 	}
 	return out

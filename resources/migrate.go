@@ -17,7 +17,7 @@ import (
 
 // Change is one step of a migration plan.
 type Change struct {
-	Op          string `json:"op"` // createResource, dropResource, addField, dropField, alterField
+	Op          string `json:"op"` // createResource, dropResource, addField, dropField, alterField, add/alter/dropClassification
 	Resource    string `json:"resource"`
 	Field       string `json:"field,omitempty"`
 	Destructive bool   `json:"destructive"`
@@ -82,6 +82,7 @@ func Diff(from, to *Schema) *Plan {
 				p.Changes = append(p.Changes, Change{Op: "dropField", Resource: r.Name, Field: of.Name, Destructive: true})
 			}
 		}
+		p.Changes = append(p.Changes, diffClassifications(old, r)...)
 	}
 	for _, old := range from.Resources {
 		if to.Resource(old.Name) == nil {
@@ -89,6 +90,34 @@ func Diff(from, to *Schema) *Plan {
 		}
 	}
 	return p
+}
+
+// diffClassifications lists added, changed and removed classifications.
+// None is destructive: outcomes are re-evaluated in the background.
+func diffClassifications(old, r *Resource) []Change {
+	var out []Change
+	for _, n := range sortedKeys(keysOf(r.Classifications)) {
+		switch prev, ok := old.Classifications[n]; {
+		case !ok:
+			out = append(out, Change{Op: "addClassification", Resource: r.Name, Field: n})
+		case prev != r.Classifications[n]:
+			out = append(out, Change{Op: "alterClassification", Resource: r.Name, Field: n, Detail: "expression changed"})
+		}
+	}
+	for _, n := range sortedKeys(keysOf(old.Classifications)) {
+		if _, ok := r.Classifications[n]; !ok {
+			out = append(out, Change{Op: "dropClassification", Resource: r.Name, Field: n})
+		}
+	}
+	return out
+}
+
+func keysOf(m map[string]string) map[string]bool {
+	out := make(map[string]bool, len(m))
+	for k := range m {
+		out[k] = true
+	}
+	return out
 }
 
 func describeType(f *Field) string {

@@ -56,6 +56,8 @@ type Resource struct {
 	SoftDelete      bool              `json:"softDelete,omitempty" yaml:"softDelete,omitempty"`
 	Fields          []*Field          `json:"fields" yaml:"fields"`
 	Classifications map[string]string `json:"classifications,omitempty" yaml:"classifications,omitempty"`
+
+	compiled []*Classification // by name, set by Validate
 }
 
 // Field is one declared column.
@@ -263,6 +265,11 @@ func (s *Schema) Validate() error {
 			if f.Relation.OnDelete == SetNull && f.Required {
 				add(fp+".onDelete", "relation", "setNull needs a field that is not required")
 			}
+		}
+	}
+	for i, r := range s.Resources {
+		if r != nil {
+			compileClassifications(r, fmt.Sprintf("resources[%d]", i), add)
 		}
 	}
 	for i, p := range s.Permissions {

@@ -1,0 +1,403 @@
+package classify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/events"
+	"github.com/herald-dev/herald/resources"
+)
+
+// Definition states in herald_classifications.
+const (
+	stateBackfill = "backfill" // every row is being evaluated; cursor is the last id done
+	stateReady    = "ready"
+	stateRemove   = "remove" // no longer declared: outcomes are being retired
+)
+
+const leaseName = "classifier"
+
+// definition is a row of herald_classifications.
+type definition struct {
+	ResourceName string
+	Name         string
+	Expression   string
+	State        string
+	Cursor       string
+	EvaluatedAt  int64 // unix µs: the time-based evaluation covered up to here
+}
+
+// Start runs the background job until Stop; safe to call twice.
+func (c *Classifier) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cancel != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel, c.done = cancel, make(chan struct{})
+	go func() {
+		defer close(c.done)
+		t := time.NewTicker(c.cfg.Interval)
+		defer t.Stop()
+		for {
+			if err := c.safeRun(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, resources.ErrStopped) {
+				c.cfg.Logger.Error("classify: background evaluation", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			case <-c.kick:
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop stops the job and waits for the batch in flight; safe to call twice.
+func (c *Classifier) Stop() {
+	c.mu.Lock()
+	cancel, done := c.cancel, c.done
+	c.cancel = nil
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// SchemaChanged wakes the job to re-evaluate changed definitions
+// (resources.StoreConfig.OnSchema).
+func (c *Classifier) SchemaChanged(int) {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Classifier) safeRun(ctx context.Context) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("classify: panicked: %v", p)
+		}
+	}()
+	return c.RunOnce(ctx)
+}
+
+// RunOnce does one round of the background job if this instance holds
+// the lease: it brings the stored definitions in line with the schema
+// (re-evaluating added and changed classifications, retiring removed
+// ones) and re-evaluates the outcomes that depend on now.
+func (c *Classifier) RunOnce(ctx context.Context) error {
+	ctx = events.WithRequestInfo(ctx, &events.RequestInfo{SessionVariables: map[string]any{"role": "system"}})
+	if ok, err := c.acquire(ctx); err != nil || !ok {
+		return err
+	}
+	defs, err := c.reconcile(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range defs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		switch d.State {
+		case stateBackfill:
+			err = c.backfill(ctx, d)
+		case stateRemove:
+			err = c.retire(ctx, d)
+		case stateReady:
+			err = c.evaluateTime(ctx, d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// leaseTTL is how long the lease lasts without renewal: an instance that
+// dies hands the job over after that.
+func (c *Classifier) leaseTTL() time.Duration { return 2*c.cfg.Interval + 5*time.Second }
+
+// acquire takes or renews the lease; false when another instance holds it.
+func (c *Classifier) acquire(ctx context.Context) (bool, error) {
+	var held bool
+	err := c.store.Write(ctx, func(tx *gorm.DB) error {
+		now := c.now()
+		res := tx.Exec(`INSERT INTO herald_leases (name, owner, expires_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+WHERE herald_leases.owner = excluded.owner OR herald_leases.expires_at < ?`,
+			leaseName, c.owner, now.Add(c.leaseTTL()).UnixMicro(), now.UnixMicro())
+		held = res.RowsAffected == 1
+		return res.Error
+	})
+	if err != nil {
+		return false, fmt.Errorf("classify: lease: %w", err)
+	}
+	return held, nil
+}
+
+// reconcile records the schema's classifications: new or changed ones
+// start a backfill, undeclared ones are marked for removal. It returns
+// every definition.
+func (c *Classifier) reconcile(ctx context.Context) ([]*definition, error) {
+	var defs []*definition
+	err := c.store.Write(ctx, func(tx *gorm.DB) error {
+		defs = nil
+		if err := tx.Table("herald_classifications").Order("resource_name, name").Find(&defs).Error; err != nil {
+			return err
+		}
+		byKey := map[[2]string]*definition{}
+		for _, d := range defs {
+			byKey[[2]string{d.ResourceName, d.Name}] = d
+		}
+		now := c.now().UnixMicro()
+		declared := map[[2]string]bool{}
+		for _, r := range c.store.Schema().Resources {
+			for _, cl := range r.ClassificationList() {
+				k := [2]string{r.Name, cl.Name}
+				declared[k] = true
+				d := byKey[k]
+				if d != nil && d.Expression == cl.Expr && d.State != stateRemove {
+					continue
+				}
+				nd := &definition{ResourceName: r.Name, Name: cl.Name, Expression: cl.Expr, State: stateBackfill, EvaluatedAt: now}
+				if err := tx.Exec(`INSERT INTO herald_classifications (resource_name, name, expression, state, cursor, evaluated_at)
+VALUES (?, ?, ?, ?, '', ?) ON CONFLICT (resource_name, name) DO UPDATE SET expression = excluded.expression,
+state = excluded.state, cursor = excluded.cursor, evaluated_at = excluded.evaluated_at`,
+					nd.ResourceName, nd.Name, nd.Expression, nd.State, nd.EvaluatedAt).Error; err != nil {
+					return err
+				}
+				if d == nil {
+					defs = append(defs, nd)
+				} else {
+					*d = *nd
+				}
+			}
+		}
+		for _, d := range defs {
+			if !declared[[2]string{d.ResourceName, d.Name}] && d.State != stateRemove {
+				if err := tx.Exec(`UPDATE herald_classifications SET state = ?, cursor = '' WHERE resource_name = ? AND name = ?`,
+					stateRemove, d.ResourceName, d.Name).Error; err != nil {
+					return err
+				}
+				d.State, d.Cursor = stateRemove, ""
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("classify: definitions: %w", err)
+	}
+	return defs, nil
+}
+
+// current returns the declared classification d describes, or nil when
+// the schema moved on (the next round starts over).
+func (c *Classifier) current(d *definition) (*resources.Resource, *resources.Classification) {
+	r := c.store.Schema().Resource(d.ResourceName)
+	if r == nil {
+		return nil, nil
+	}
+	cl := r.Classification(d.Name)
+	if cl == nil || cl.Expr != d.Expression {
+		return nil, nil
+	}
+	return r, cl
+}
+
+// backfill evaluates every live row, in id order, one batch per write
+// transaction, from the stored cursor (so a restart resumes).
+func (c *Classifier) backfill(ctx context.Context, d *definition) error {
+	started, total, moved := time.Now(), 0, 0
+	c.cfg.Logger.Info("classify: evaluating every row", "resource", d.ResourceName, "classification", d.Name)
+	for d.State == stateBackfill {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		r, cl := c.current(d)
+		if cl == nil {
+			return nil
+		}
+		if total > 0 && total%(50*c.cfg.BatchSize) == 0 {
+			if ok, err := c.acquire(ctx); err != nil || !ok {
+				return err
+			}
+		}
+		var n, t int
+		var next definition
+		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+			rows, err := c.store.ScanLive(tx, r.Name, d.Cursor, c.cfg.BatchSize, nil, time.Time{}, time.Time{})
+			if err != nil {
+				return err
+			}
+			if t, err = c.evaluate(tx, r, cl, rows); err != nil {
+				return err
+			}
+			n, next = len(rows), *d
+			if len(rows) < c.cfg.BatchSize {
+				next.State, next.Cursor = stateReady, ""
+			} else {
+				next.Cursor, _ = rows[len(rows)-1][resources.ColID].(string)
+			}
+			return tx.Exec(`UPDATE herald_classifications SET state = ?, cursor = ? WHERE resource_name = ? AND name = ? AND expression = ?`,
+				next.State, next.Cursor, d.ResourceName, d.Name, d.Expression).Error
+		})
+		if err != nil {
+			return fmt.Errorf("classify: evaluate %s.%s: %w", d.ResourceName, d.Name, err)
+		}
+		*d = next
+		total, moved = total+n, moved+t
+	}
+	c.cfg.Logger.Info("classify: every row evaluated", "resource", d.ResourceName, "classification", d.Name,
+		"rows", total, "transitions", moved, "duration", time.Since(started).Round(time.Millisecond).String())
+	return nil
+}
+
+// evaluate compares cl's outcome on rows now with the stored one, and
+// records the transitions and the new outcomes in tx. It returns how many
+// rows moved.
+func (c *Classifier) evaluate(tx *gorm.DB, r *resources.Resource, cl *resources.Classification, rows []resources.Row) (int, error) {
+	if len(rows) == 0 {
+		return 0, nil
+	}
+	ids := make([]string, len(rows))
+	for i, row := range rows {
+		ids[i], _ = row[resources.ColID].(string)
+	}
+	state := map[outcomeKey]*bool{}
+	if err := loadOutcomes(tx, r.Name, ids, cl.Name, state); err != nil {
+		return 0, err
+	}
+	dirty := map[outcomeKey]bool{}
+	now := c.now()
+	for i, row := range rows {
+		k := outcomeKey{r.Name, ids[i], cl.Name}
+		from, to := state[k], boolPtr(cl.Eval(r.Activation(row), now))
+		if sameOutcome(from, to) {
+			continue
+		}
+		state[k], dirty[k] = to, true
+		if err := appendTransition(tx, nil, r.Name, ids[i], cl.Name, from, to, row, row); err != nil {
+			return 0, err
+		}
+	}
+	return len(dirty), saveOutcomes(tx, state, dirty, nil)
+}
+
+// evaluateTime re-evaluates a classification that depends on now, on the
+// rows whose outcome can have changed since the last run.
+func (c *Classifier) evaluateTime(ctx context.Context, d *definition) error {
+	r, cl := c.current(d)
+	if cl == nil || !cl.UsesNow() {
+		return nil
+	}
+	windows := cl.Windows()
+	if windows == nil {
+		c.mu.Lock()
+		first := !c.unnarrowed[d.ResourceName+"."+d.Name+"\x00"+d.Expression]
+		c.unnarrowed[d.ResourceName+"."+d.Name+"\x00"+d.Expression] = true
+		c.mu.Unlock()
+		if first {
+			c.cfg.Logger.Warn("classify: this classification uses now in a way that cannot be narrowed to a range of a datetime field; every row is evaluated on each run",
+				"resource", d.ResourceName, "classification", d.Name, "expression", d.Expression)
+		}
+	}
+	t0, t1 := time.UnixMicro(d.EvaluatedAt).UTC(), c.now()
+	after := ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n int
+		var last string
+		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+			rows, err := c.store.ScanLive(tx, r.Name, after, c.cfg.BatchSize, windows, t0, t1)
+			if err != nil {
+				return err
+			}
+			if _, err := c.evaluate(tx, r, cl, rows); err != nil {
+				return err
+			}
+			n, last = len(rows), ""
+			if n > 0 {
+				last, _ = rows[n-1][resources.ColID].(string)
+			}
+			if n < c.cfg.BatchSize {
+				return tx.Exec(`UPDATE herald_classifications SET evaluated_at = ? WHERE resource_name = ? AND name = ? AND expression = ? AND state = ?`,
+					t1.UnixMicro(), d.ResourceName, d.Name, d.Expression, stateReady).Error
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("classify: evaluate %s.%s: %w", d.ResourceName, d.Name, err)
+		}
+		if n < c.cfg.BatchSize {
+			d.EvaluatedAt = t1.UnixMicro()
+			return nil
+		}
+		after = last
+	}
+}
+
+// retire emits x to null for every stored outcome of a classification
+// that is no longer declared and deletes them, then the definition. When
+// the resource itself is gone, its rows went without events, and so do
+// their outcomes.
+func (c *Classifier) retire(ctx context.Context, d *definition) error {
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var n int
+		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+			var outs []struct {
+				RowID   string
+				Outcome bool
+			}
+			if err := tx.Table("herald_outcomes").Select("row_id, outcome").
+				Where("resource_name = ? AND classification = ?", d.ResourceName, d.Name).
+				Order("row_id").Limit(c.cfg.BatchSize).Find(&outs).Error; err != nil {
+				return err
+			}
+			n = len(outs)
+			ids := make([]string, len(outs))
+			for i, o := range outs {
+				ids[i] = o.RowID
+			}
+			if r := c.store.Schema().Resource(d.ResourceName); r != nil {
+				rows, err := c.store.RowsByID(tx, r.Name, ids)
+				if err != nil {
+					return err
+				}
+				for _, o := range outs {
+					row := rows[o.RowID]
+					if err := appendTransition(tx, nil, r.Name, o.RowID, d.Name, boolPtr(o.Outcome), nil, row, row); err != nil {
+						return err
+					}
+				}
+			}
+			if err := deleteOutcomes(tx.Session(&gorm.Session{NewDB: true}), d.ResourceName, ids, d.Name); err != nil {
+				return err
+			}
+			if n < c.cfg.BatchSize {
+				return tx.Exec(`DELETE FROM herald_classifications WHERE resource_name = ? AND name = ? AND state = ?`,
+					d.ResourceName, d.Name, stateRemove).Error
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("classify: retire %s.%s: %w", d.ResourceName, d.Name, err)
+		}
+		if n < c.cfg.BatchSize {
+			c.cfg.Logger.Info("classify: classification retired", "resource", d.ResourceName, "classification", d.Name)
+			return nil
+		}
+	}
+}
