@@ -151,7 +151,8 @@ func (a *App) init(ctx context.Context) error {
 	}
 	a.store = resources.NewStore(storeCfg, a.db)
 	if !a.cfg.DisableEvents {
-		if classifier, err = classify.New(classify.Config{Interval: a.cfg.ClassifyInterval, Logger: a.log}, a.store); err != nil {
+		if classifier, err = classify.New(classify.Config{Interval: a.cfg.ClassifyInterval,
+			BatchSize: a.cfg.ClassifyBatchSize, Logger: a.log}, a.store); err != nil {
 			return err
 		}
 		a.classifier = classifier

@@ -35,6 +35,9 @@ type Config struct {
 	SSEMaxPerCaller     int            // HERALD_SSE_MAX_PER_CALLER, default 20
 	SSEMaxStreams       int            // HERALD_SSE_MAX_STREAMS, default 10000
 	ClassifyInterval    time.Duration  // HERALD_CLASSIFY_INTERVAL, default 30s
+	// ClassifyBatchSize is how many rows a background classification
+	// transaction evaluates (default 500). No setting: tests set it.
+	ClassifyBatchSize int
 	// DisableEvents turns event capture off. It is no setting: only the
 	// benchmark sets it, to measure what capture costs.
 	DisableEvents bool

@@ -1,9 +1,15 @@
 package classify_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +17,7 @@ import (
 
 	"github.com/herald-dev/herald/app"
 	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/classify"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/database/dbtest"
 )
@@ -184,4 +191,251 @@ func TestTimeTransitionWithoutWrite(t *testing.T) {
 			require.Len(t, transitions(t, env, "&resourceId="+later), 2, "the other order is not due")
 		})
 	}
+}
+
+// chains checks that each row's transitions of one classification form a
+// chain (each from is the previous to, starting at null) and returns the
+// last outcome per row.
+func chains(t *testing.T, trs []transition, name string) map[string]*bool {
+	t.Helper()
+	last := map[string]*bool{}
+	seen := map[string]bool{}
+	for _, tr := range trs {
+		if tr.Name != name {
+			continue
+		}
+		prev := last[tr.ID]
+		if !seen[tr.ID] {
+			prev = nil
+		}
+		require.Equal(t, fmt.Sprint(deref(prev)), fmt.Sprint(deref(tr.From)), "chain of %s broken at %s", tr.ID, tr)
+		require.NotEqual(t, fmt.Sprint(deref(tr.From)), fmt.Sprint(deref(tr.To)), "a transition that changes nothing: %s", tr)
+		last[tr.ID], seen[tr.ID] = tr.To, true
+	}
+	return last
+}
+
+func deref(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
+
+// TestChangedDefinitionWhileWriting: a changed expression is re-evaluated
+// on every row in the background while writers keep changing rows; each
+// row's transitions stay one chain and end at the new expression's
+// outcome. A removed classification then emits x to null for every row.
+func TestChangedDefinitionWhileWriting(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := start(t, kind, func(c *app.Config) {
+				c.ClassifyInterval, c.ClassifyBatchSize = 50*time.Millisecond, 40
+			})
+			const n = 600
+			rows := make([]map[string]any, n)
+			for i := range rows {
+				rows[i] = map[string]any{"amount": i % 200}
+			}
+			r := env.Admin("POST", "/v1/orders", rows)
+			require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+			var created struct {
+				Data []map[string]any `json:"data"`
+			}
+			require.NoError(t, json.Unmarshal(r.Body, &created))
+			ids := make([]string, n)
+			for i, row := range created.Data {
+				ids[i] = row["id"].(string)
+			}
+
+			stop := make(chan struct{})
+			done := make(chan error)
+			var writes atomic.Int64
+			go func() { // writers move amounts while the backfill runs
+				k := 0
+				for {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					id := ids[(k*37)%n]
+					resp, err := apptest.Send(env.Server.Client(), env.Server.URL, "PATCH", "/v1/orders/"+id,
+						map[string]any{"amount": (k * 13) % 200}, apptest.AdminKey)
+					if err != nil || resp.Status != http.StatusOK {
+						done <- fmt.Errorf("patch: %v %v", err, resp)
+						return
+					}
+					k++
+					writes.Add(1)
+				}
+			}()
+			changed := schemaWith("amount != null && amount >= 50")
+			r = env.Admin("POST", "/v1/_registry/import", changed)
+			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+			require.Eventually(t, func() bool {
+				var state string
+				env.App.DB().Read.Raw("SELECT state FROM herald_classifications WHERE resource_name = 'orders' AND name = 'big'").Scan(&state)
+				return state == "ready"
+			}, 30*time.Second, 20*time.Millisecond)
+			close(stop)
+			require.NoError(t, <-done)
+			require.Positive(t, writes.Load(), "writers ran during the re-evaluation")
+
+			final := chains(t, transitions(t, env, "&resource=orders"), "big")
+			var amounts []struct {
+				ID     string
+				Amount float64
+			}
+			require.NoError(t, env.App.DB().Read.Raw("SELECT id, amount FROM orders").Scan(&amounts).Error)
+			require.Len(t, amounts, n)
+			moved := 0
+			for _, row := range amounts {
+				require.Equal(t, row.Amount >= 50, deref(final[row.ID]), "row %v", row)
+				if row.Amount >= 50 && row.Amount < 100 {
+					moved++
+				}
+			}
+			require.Positive(t, moved, "some rows changed class with the definition")
+
+			// Removing the classification retires every outcome.
+			r = env.Admin("POST", "/v1/_registry/import", schemaWith(""))
+			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+			require.Eventually(t, func() bool {
+				var left int64
+				env.App.DB().Read.Raw("SELECT count(*) FROM herald_outcomes WHERE classification = 'big'").Scan(&left)
+				return left == 0
+			}, 30*time.Second, 20*time.Millisecond)
+			final = chains(t, transitions(t, env, "&resource=orders"), "big")
+			for _, id := range ids {
+				require.Nil(t, final[id], "row %s ends at null", id)
+			}
+		})
+	}
+}
+
+// schemaWith is the test schema with orders.big set to expr (removed when
+// expr is empty).
+func schemaWith(expr string) string {
+	s := schema
+	old := `      big: "amount != null && amount >= 100"` + "\n"
+	if expr == "" {
+		return replaceOnce(s, old, "")
+	}
+	return replaceOnce(s, old, `      big: "`+expr+`"`+"\n")
+}
+
+func replaceOnce(s, old, new string) string {
+	i := indexOf(s, old)
+	if i < 0 {
+		panic("schemaWith: not found")
+	}
+	return s[:i] + new + s[i+len(old):]
+}
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestBadExpressionRefused: an expression that does not compile is
+// refused at start-up and at import, naming resource and classification,
+// and the import changes nothing.
+func TestBadExpressionRefused(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := start(t, kind)
+			before := env.Admin("GET", "/v1/_registry", nil).Body
+			r := env.Admin("POST", "/v1/_registry/import", schemaWith("amount == ((("))
+			require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
+			require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
+			var p struct {
+				Errors []struct{ Field, Rule, Message string }
+			}
+			require.NoError(t, json.Unmarshal(r.Body, &p))
+			require.Len(t, p.Errors, 1, "%s", r.Body)
+			require.Equal(t, "resources[1].classifications.big", p.Errors[0].Field)
+			require.Equal(t, "expression", p.Errors[0].Rule)
+			require.Contains(t, p.Errors[0].Message, "classification big of orders: ERROR: <input>:1:14: Syntax error")
+			require.Equal(t, string(before), string(env.Admin("GET", "/v1/_registry", nil).Body))
+
+			cfg := env.Config
+			cfg.DatabaseURL = dbtest.URL(t, kind)
+			require.NoError(t, os.WriteFile(cfg.Schema, []byte(schemaWith("amount > 'x'")), 0o600))
+			_, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
+			require.ErrorContains(t, err, "resources[1].classifications.big: classification big of orders: ERROR")
+		})
+	}
+}
+
+// TestOneInstanceRunsTheJob: the lease lets one classifier at a time run
+// the background job, and passes to another when its holder stops
+// renewing it.
+func TestOneInstanceRunsTheJob(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := start(t, kind)
+			var mu sync.Mutex
+			now := time.Now().Add(time.Hour) // past the lease of env's own job
+
+			clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+			cfg := classify.Config{Interval: time.Second, Now: clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			a, err := classify.New(cfg, env.App.Store())
+			require.NoError(t, err)
+			b, err := classify.New(cfg, env.App.Store())
+			require.NoError(t, err)
+			ctx := context.Background()
+			require.True(t, leader(t, a, ctx))
+			require.False(t, leader(t, b, ctx), "a holds the lease")
+			require.True(t, leader(t, a, ctx), "a renews")
+			mu.Lock()
+			now = now.Add(10 * time.Second) // a's lease (2 intervals + 5 s) lapses
+			mu.Unlock()
+			require.True(t, leader(t, b, ctx), "b takes over")
+			require.False(t, leader(t, a, ctx))
+		})
+	}
+}
+
+func leader(t *testing.T, c *classify.Classifier, ctx context.Context) bool {
+	t.Helper()
+	ok, err := c.Acquire(ctx)
+	require.NoError(t, err)
+	return ok
+}
+
+// TestTwoInstancesOneTransitionEach: two instances on one PostgreSQL,
+// both with the job running; each due row moves once.
+func TestTwoInstancesOneTransitionEach(t *testing.T) {
+	t.Parallel()
+	a := start(t, database.Postgres, func(c *app.Config) { c.ClassifyInterval = 30 * time.Millisecond })
+	bEnv := apptest.StartConfig(t, database.Postgres, a.Config)
+	due := time.Now().Add(time.Second).UTC().Format(time.RFC3339Nano)
+	rows := make([]map[string]any, 50)
+	for i := range rows {
+		rows[i] = map[string]any{"amount": 1, "due": due}
+	}
+	r := bEnv.Admin("POST", "/v1/orders", rows)
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	count := func() int {
+		n := 0
+		for _, tr := range transitions(t, a, "&resource=orders") {
+			if tr.Name == "overdue" && deref(tr.To) == true {
+				n++
+			}
+		}
+		return n
+	}
+	require.Eventually(t, func() bool { return count() == 50 }, 10*time.Second, 50*time.Millisecond)
+	time.Sleep(500 * time.Millisecond)
+	require.Equal(t, 50, count())
+	chains(t, transitions(t, a, "&resource=orders"), "overdue")
 }

@@ -95,7 +95,7 @@ func (c *Classifier) safeRun(ctx context.Context) (err error) {
 // ones) and re-evaluates the outcomes that depend on now.
 func (c *Classifier) RunOnce(ctx context.Context) error {
 	ctx = events.WithRequestInfo(ctx, &events.RequestInfo{SessionVariables: map[string]any{"role": "system"}})
-	if ok, err := c.acquire(ctx); err != nil || !ok {
+	if ok, err := c.Acquire(ctx); err != nil || !ok {
 		return err
 	}
 	defs, err := c.reconcile(ctx)
@@ -125,8 +125,9 @@ func (c *Classifier) RunOnce(ctx context.Context) error {
 // dies hands the job over after that.
 func (c *Classifier) leaseTTL() time.Duration { return 2*c.cfg.Interval + 5*time.Second }
 
-// acquire takes or renews the lease; false when another instance holds it.
-func (c *Classifier) acquire(ctx context.Context) (bool, error) {
+// Acquire takes or renews the lease of the background job; false when
+// another instance holds it. RunOnce calls it first.
+func (c *Classifier) Acquire(ctx context.Context) (bool, error) {
 	var held bool
 	err := c.store.Write(ctx, func(tx *gorm.DB) error {
 		now := c.now()
@@ -226,7 +227,7 @@ func (c *Classifier) backfill(ctx context.Context, d *definition) error {
 			return nil
 		}
 		if total > 0 && total%(50*c.cfg.BatchSize) == 0 {
-			if ok, err := c.acquire(ctx); err != nil || !ok {
+			if ok, err := c.Acquire(ctx); err != nil || !ok {
 				return err
 			}
 		}

@@ -1,0 +1,89 @@
+package resources
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+const classifySchema = `
+resources:
+  - name: people
+    fields:
+      - {name: name, type: string, required: true}
+      - {name: birth, type: date}
+      - {name: status, type: enum, enumValues: [draft, active]}
+      - {name: valid_until, type: datetime}
+      - {name: score, type: number}
+      - {name: meta, type: json}
+    classifications:
+      %s: "%s"
+`
+
+func TestClassificationCompileErrors(t *testing.T) {
+	for _, tc := range []struct{ name, expr, want string }{
+		{"broken", "status == (((", "classification broken of people: ERROR: <input>:1:14: Syntax error"},
+		{"typed", "score > 'x'", "found no matching overload for '_>_' applied to '(wrapper(double), string)'"},
+		{"notbool", "name", "the expression is string, not bool"},
+		{"unknown", "colour == 'red'", "undeclared reference to 'colour'"},
+		{"Bad-Name", "true", `classification name "Bad-Name" must match`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseSchema([]byte(fmt.Sprintf(classifySchema, tc.name, tc.expr)))
+			require.Error(t, err)
+			se := err.(*SchemaError)
+			require.Len(t, se.Problems, 1)
+			require.Equal(t, "resources[0].classifications."+tc.name, se.Problems[0].Field)
+			require.Contains(t, se.Problems[0].Message, tc.want)
+		})
+	}
+}
+
+func TestClassificationEvalAndWindows(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		expr    string
+		row     map[string]any
+		want    bool
+		usesNow bool
+		windows []Window
+	}{
+		{"status == 'active' && (valid_until == null || valid_until > now)",
+			map[string]any{"status": "active", "valid_until": nil}, true, true, []Window{{"valid_until", 0}}},
+		{"status == 'active' && (valid_until == null || valid_until > now)",
+			map[string]any{"status": "active", "valid_until": "2026-12-01T11:59:59.000000Z"}, false, true, []Window{{"valid_until", 0}}},
+		{"birth <= now - duration('157788h')", map[string]any{"birth": "2008-11-30"}, true, true, []Window{{"birth", -157788 * time.Hour}}},
+		{"now > valid_until + duration('1h')", map[string]any{"valid_until": "2026-12-01T10:00:00.000000Z"}, true, true, []Window{{"valid_until", -time.Hour}}},
+		{"score > 3", map[string]any{"score": 3.5}, true, false, nil},
+		{"score > 3", map[string]any{"score": nil}, false, false, nil}, // an error is false
+		{"meta.tier == 'gold'", map[string]any{"meta": map[string]any{"tier": "gold"}}, true, false, nil},
+		{"now.getHours() > 10", map[string]any{}, true, true, nil}, // not narrowable
+		{"valid_until != null && valid_until < now && now.getDayOfWeek() == 2", map[string]any{"valid_until": "2026-12-01T10:00:00.000000Z"}, true, true, nil},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			sc, err := ParseSchema([]byte(fmt.Sprintf(classifySchema, "c", tc.expr)))
+			require.NoError(t, err)
+			r := sc.Resource("people")
+			cl := r.Classification("c")
+			require.NotNil(t, cl)
+			row := map[string]any{"id": "x", "name": "n"}
+			for k, v := range tc.row {
+				row[k] = v
+			}
+			require.Equal(t, tc.want, cl.Eval(r.Activation(row), now))
+			require.Equal(t, tc.usesNow, cl.UsesNow())
+			require.Equal(t, tc.windows, cl.Windows())
+		})
+	}
+}
+
+// TestWindowFieldsAreIndexed: the range query of the time-based
+// re-evaluation has an index to use.
+func TestWindowFieldsAreIndexed(t *testing.T) {
+	sc, err := ParseSchema([]byte(fmt.Sprintf(classifySchema, "c", "valid_until < now")))
+	require.NoError(t, err)
+	_, ok := wantedIndexes(sc.Resource("people"))[objectName("people", "valid_until", "idx")]
+	require.True(t, ok)
+}
