@@ -423,3 +423,44 @@ func (s *Store) RowsByID(tx *gorm.DB, resource string, ids []string) (map[string
 	}
 	return out, nil
 }
+
+// Referencing returns, for each of ids, the ids of the live rows of
+// resource whose relation field holds it, read on db (a read snapshot of
+// the caller's). The webhook dispatcher uses it for relation-aware
+// webhooks.
+func (s *Store) Referencing(db *gorm.DB, resource, field string, ids []string) (map[string][]string, error) {
+	r := s.Schema().Resource(resource)
+	if r == nil || len(ids) == 0 {
+		return nil, nil
+	}
+	f := r.Field(field)
+	if f == nil || f.Type != TypeRelation {
+		return nil, fmt.Errorf("resources: %s.%s is not a relation", resource, field)
+	}
+	out := map[string][]string{}
+	for len(ids) > 0 {
+		part := ids[:min(len(ids), 500)]
+		ids = ids[len(part):]
+		sql := "SELECT " + q(ColID) + ", " + q(field) + " FROM " + q(r.Name) + " WHERE " + q(field) + " IN ?"
+		if r.SoftDelete {
+			sql += " AND " + q(ColDeletedAt) + " IS NULL"
+		}
+		var rows []map[string]any
+		if err := db.Raw(sql+" ORDER BY "+q(ColID), part).Find(&rows).Error; err != nil {
+			return nil, fmt.Errorf("resources: rows referencing %s: %w", resource, err)
+		}
+		for _, row := range rows {
+			id, err := systemFields[ColID].fromDB(row[ColID])
+			if err != nil {
+				return nil, err
+			}
+			to, err := f.fromDB(row[field])
+			if err != nil {
+				return nil, err
+			}
+			ts, _ := to.(string)
+			out[ts] = append(out[ts], id.(string))
+		}
+	}
+	return out, nil
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
+	"github.com/herald-dev/herald/resources"
 )
 
 // Delivery statuses.
@@ -37,6 +38,7 @@ const idsPrefix = "ids:"
 type Dispatcher struct {
 	read  *gorm.DB
 	kind  database.Kind
+	store *resources.Store
 	now   func() time.Time
 	queue *Queue
 
@@ -49,13 +51,13 @@ var (
 	_ events.Committer = (*Dispatcher)(nil)
 )
 
-// NewDispatcher returns the consumer; it reads webhooks on read and wakes
-// queue when deliveries commit.
-func NewDispatcher(read *gorm.DB, kind database.Kind, queue *Queue, now func() time.Time) *Dispatcher {
+// NewDispatcher returns the consumer; it reads webhooks and related rows
+// from store's read pool and wakes queue when deliveries commit.
+func NewDispatcher(store *resources.Store, queue *Queue, now func() time.Time) *Dispatcher {
 	if now == nil {
 		now = time.Now
 	}
-	return &Dispatcher{read: read, kind: kind, now: now, queue: queue}
+	return &Dispatcher{read: store.DB().Read, kind: store.DB().Kind, store: store, now: now, queue: queue}
 }
 
 // ConsumerName is the dispatcher's cursor name.
@@ -78,8 +80,12 @@ func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx
 	if err != nil {
 		return nil, err
 	}
+	rel, err := relatedRows(ctx, d.store, hooks, batch)
+	if err != nil {
+		return nil, err
+	}
 	now := d.now().UTC() // SQLite compares times as text: always UTC
-	rows, err := buildDeliveries(hooks, batch, targets, now)
+	rows, err := buildDeliveries(hooks, batch, targets, rel, now)
 	if err != nil || len(rows) == 0 {
 		return nil, err
 	}
@@ -174,18 +180,22 @@ func invocationTargets(ctx context.Context, db *gorm.DB, batch []events.Event) (
 	return out, nil
 }
 
-// matches tells whether h takes e. The shape leaves room for related and
-// classification webhooks: each is one more case here.
+// matches tells whether h takes e as one of its own events (a related
+// webhook also takes the events relatedRows finds for it).
 func (h *hook) matches(e *events.Event, targets map[string]string) bool {
 	o := events.Op(e.EventType)
-	switch o {
-	case "manual":
+	if o == "manual" {
 		return targets[e.EventID] == h.ID
-	case "created", "updated", "deleted":
-	default:
-		return false // classified events: with classification webhooks
 	}
 	if h.Resource != "*" && h.Resource != e.ResourceName {
+		return false
+	}
+	if h.classification != nil {
+		return o == events.OpClassified && h.classification.matches(e.Data.Classification)
+	}
+	switch o {
+	case "created", "updated", "deleted":
+	default:
 		return false
 	}
 	if !slices.Contains(h.events, o) {
@@ -207,20 +217,28 @@ func (h *hook) matches(e *events.Event, targets map[string]string) bool {
 // one request are consecutive in the log and share its request id. (A
 // transaction larger than the relay's batch, 500 events, is split in two
 // deliveries.)
-func buildDeliveries(hooks []*hook, batch []events.Event, targets map[string]string, now time.Time) ([]models.Delivery, error) {
+//
+// rel holds the source rows of related webhooks (relatedRows): an event
+// that touches some goes to the webhook, naming them.
+func buildDeliveries(hooks []*hook, batch []events.Event, targets map[string]string, rel map[string]map[int][]string,
+	now time.Time) ([]models.Delivery, error) {
 	now = now.UTC()
 	var out []models.Delivery
 	for _, h := range hooks {
 		if h.Format == FormatIDs {
-			out = append(out, idsDeliveries(h, batch, targets, now)...)
+			out = append(out, idsDeliveries(h, batch, targets, rel[h.ID], now)...)
 			continue
 		}
 		for i := range batch {
 			e := &batch[i]
-			if !h.matches(e, targets) {
+			var related *relatedPayload
+			if ids := rel[h.ID][i]; len(ids) > 0 {
+				related = &relatedPayload{Resource: h.Resource, IDs: ids}
+			}
+			if related == nil && !h.matches(e, targets) {
 				continue
 			}
-			body, err := render(h, e)
+			body, err := render(h, e, related)
 			if err != nil {
 				return nil, fmt.Errorf("webhooks: render event %s: %w", e.EventID, err)
 			}
@@ -231,7 +249,7 @@ func buildDeliveries(hooks []*hook, batch []events.Event, targets map[string]str
 	return out, nil
 }
 
-func idsDeliveries(h *hook, batch []events.Event, targets map[string]string, now time.Time) []models.Delivery {
+func idsDeliveries(h *hook, batch []events.Event, targets map[string]string, rel map[int][]string, now time.Time) []models.Delivery {
 	var out []models.Delivery
 	var first *events.Event
 	var rows []string
@@ -251,14 +269,21 @@ func idsDeliveries(h *hook, batch []events.Event, targets map[string]string, now
 			flush()
 		}
 		run = req
-		if !h.matches(e, targets) {
+		var ids []string
+		if h.matches(e, targets) {
+			ids = append(ids, e.ResourceID)
+		}
+		ids = append(ids, rel[i]...)
+		if len(ids) == 0 {
 			continue
 		}
 		if first == nil {
 			first = e
 		}
-		if !slices.Contains(rows, e.ResourceID) {
-			rows = append(rows, e.ResourceID)
+		for _, id := range ids {
+			if !slices.Contains(rows, id) {
+				rows = append(rows, id)
+			}
 		}
 	}
 	flush()

@@ -13,6 +13,9 @@ import (
 type eventPayload struct {
 	events.Event
 	WebhookID string `json:"webhookId"`
+	// Related names the webhook's rows that a change of a related row
+	// touched (related webhooks only).
+	Related *relatedPayload `json:"related,omitempty"`
 }
 
 // hasuraPayload is Hasura's event-trigger payload, so that receivers
@@ -23,8 +26,9 @@ type hasuraPayload struct {
 		SessionVariables map[string]any `json:"session_variables"`
 		Op               string         `json:"op"`
 		Data             struct {
-			Old map[string]any `json:"old"`
-			New map[string]any `json:"new"`
+			Old            map[string]any     `json:"old"`
+			New            map[string]any     `json:"new"`
+			Classification *events.Transition `json:"classification,omitempty"`
 		} `json:"data"`
 		TraceContext *hasuraTrace `json:"trace_context,omitempty"`
 	} `json:"event"`
@@ -37,6 +41,7 @@ type hasuraPayload struct {
 		Schema string `json:"schema"`
 		Name   string `json:"name"`
 	} `json:"table"`
+	Related *relatedPayload `json:"related,omitempty"`
 }
 
 type hasuraTrace struct {
@@ -44,8 +49,11 @@ type hasuraTrace struct {
 	SpanID  string `json:"span_id"`
 }
 
-// hasuraOps maps Herald's operations to Hasura's.
-var hasuraOps = map[string]string{"created": "INSERT", "updated": "UPDATE", "deleted": "DELETE", "manual": "MANUAL"}
+// hasuraOps maps Herald's operations to Hasura's. Hasura has no
+// classification events: a transition goes as MANUAL (the row as it is),
+// with event.data.classification saying which.
+var hasuraOps = map[string]string{"created": "INSERT", "updated": "UPDATE", "deleted": "DELETE", "manual": "MANUAL",
+	"classified": "MANUAL"}
 
 // hasuraSession maps session variables to Hasura's x-hasura-* names:
 // role and userId become x-hasura-role and x-hasura-user-id; the claims
@@ -68,13 +76,15 @@ func hasuraSession(sv map[string]any) map[string]any {
 	return out
 }
 
-// render encodes an event for h in h's format (not ids, which batches).
-func render(h *hook, e *events.Event) ([]byte, error) {
+// render encodes an event for h in h's format (not ids, which batches);
+// related names the source rows it touched, for related webhooks.
+func render(h *hook, e *events.Event, related *relatedPayload) ([]byte, error) {
 	if h.Format == FormatHasura {
 		var p hasuraPayload
 		p.Event.SessionVariables = hasuraSession(e.SessionVariables)
 		p.Event.Op = hasuraOps[events.Op(e.EventType)]
-		p.Event.Data.Old, p.Event.Data.New = e.Data.Old, e.Data.New
+		p.Event.Data.Old, p.Event.Data.New, p.Event.Data.Classification = e.Data.Old, e.Data.New, e.Data.Classification
+		p.Related = related
 		if e.TraceContext.TraceID != "" {
 			p.Event.TraceContext = &hasuraTrace{TraceID: e.TraceContext.TraceID, SpanID: e.TraceContext.SpanID}
 		}
@@ -84,7 +94,7 @@ func render(h *hook, e *events.Event) ([]byte, error) {
 		p.Table.Schema, p.Table.Name = "public", e.ResourceName
 		return marshal(p)
 	}
-	return marshal(eventPayload{Event: *e, WebhookID: h.ID})
+	return marshal(eventPayload{Event: *e, WebhookID: h.ID, Related: related})
 }
 
 // idsPayload is the "ids" format.

@@ -45,10 +45,13 @@ type Spec struct {
 	Events []string `json:"events"`
 	// Fields: updates fire only when one of these changed.
 	Fields []string `json:"fields"`
-	// Related and Classification come with classification events; until
-	// then they are refused.
-	Related        []string        `json:"related,omitempty"`
-	Classification json.RawMessage `json:"classification,omitempty"`
+	// Related names related resources ("orders", or "orders.customer_id"
+	// where several relations join the two): a change of a related row
+	// fires the webhook for the source rows it touches (related.go).
+	Related []string `json:"related"`
+	// Classification, when set, makes the webhook fire on that
+	// classification's transitions instead of on mutations.
+	Classification *ClassificationFilter `json:"classification"`
 	// Format defaults to "event".
 	Format string `json:"format"`
 	Auth   Auth   `json:"auth"`
@@ -88,23 +91,25 @@ type Retry struct {
 
 // View is a webhook as the admin API shows it: no secret or credentials.
 type View struct {
-	ID             string            `json:"id"`
-	Name           string            `json:"name"`
-	URL            string            `json:"url"`
-	Resource       string            `json:"resource"`
-	Events         []string          `json:"events"`
-	Fields         []string          `json:"fields"`
-	Format         string            `json:"format"`
-	Auth           AuthView          `json:"auth"`
-	Headers        map[string]string `json:"headers"`
-	Retry          Retry             `json:"retry"`
-	Ordered        bool              `json:"ordered"`
-	RateLimit      float64           `json:"rateLimit"`
-	Paused         bool              `json:"paused"`
-	Enabled        bool              `json:"enabled"`
-	DisabledReason string            `json:"disabledReason,omitempty"`
-	CreatedAt      time.Time         `json:"createdAt"`
-	UpdatedAt      time.Time         `json:"updatedAt"`
+	ID             string                `json:"id"`
+	Name           string                `json:"name"`
+	URL            string                `json:"url"`
+	Resource       string                `json:"resource"`
+	Events         []string              `json:"events"`
+	Fields         []string              `json:"fields"`
+	Related        []string              `json:"related"`
+	Classification *ClassificationFilter `json:"classification"`
+	Format         string                `json:"format"`
+	Auth           AuthView              `json:"auth"`
+	Headers        map[string]string     `json:"headers"`
+	Retry          Retry                 `json:"retry"`
+	Ordered        bool                  `json:"ordered"`
+	RateLimit      float64               `json:"rateLimit"`
+	Paused         bool                  `json:"paused"`
+	Enabled        bool                  `json:"enabled"`
+	DisabledReason string                `json:"disabledReason,omitempty"`
+	CreatedAt      time.Time             `json:"createdAt"`
+	UpdatedAt      time.Time             `json:"updatedAt"`
 	// Secret is set only in the answers to create and rotate-secret.
 	Secret string `json:"secret,omitempty"`
 }
@@ -118,13 +123,16 @@ type AuthView struct {
 // hook is a webhook's stored settings, decoded for matching and sending.
 type hook struct {
 	models.Webhook
-	events     []string
-	fields     []string
-	headers    map[string]string
-	auth       Auth
-	initial    time.Duration
-	maxBackoff time.Duration
-	timeout    time.Duration
+	events  []string
+	fields  []string
+	related []string
+	// classification is nil unless the webhook fires on transitions.
+	classification *ClassificationFilter
+	headers        map[string]string
+	auth           Auth
+	initial        time.Duration
+	maxBackoff     time.Duration
+	timeout        time.Duration
 }
 
 func decodeHook(m *models.Webhook) (*hook, error) {
@@ -132,7 +140,8 @@ func decodeHook(m *models.Webhook) (*hook, error) {
 	for _, p := range []struct {
 		raw string
 		dst any
-	}{{m.Events, &h.events}, {m.Fields, &h.fields}, {m.Headers, &h.headers}, {m.AuthConfig, &h.auth}} {
+	}{{m.Events, &h.events}, {m.Fields, &h.fields}, {m.Related, &h.related}, {m.Classification, &h.classification},
+		{m.Headers, &h.headers}, {m.AuthConfig, &h.auth}} {
 		if p.raw == "" {
 			continue
 		}
@@ -149,7 +158,7 @@ func decodeHook(m *models.Webhook) (*hook, error) {
 
 func (h *hook) view() View {
 	v := View{ID: h.ID, Name: h.Name, URL: h.URL, Resource: h.Resource, Events: h.events, Fields: h.fields,
-		Format: h.Format, Auth: AuthView{Type: h.AuthType}, Headers: h.headers, Ordered: h.Ordered,
+		Related: h.related, Classification: h.classification, Format: h.Format, Auth: AuthView{Type: h.AuthType}, Headers: h.headers, Ordered: h.Ordered,
 		RateLimit: h.RateLimit, Paused: h.Paused, Enabled: h.Enabled, DisabledReason: h.DisabledReason,
 		CreatedAt: h.CreatedAt.UTC(), UpdatedAt: h.UpdatedAt.UTC(),
 		Retry: Retry{MaxAttempts: h.MaxAttempts, InitialInterval: h.initial.String(), MaxInterval: h.maxBackoff.String(),
@@ -159,6 +168,9 @@ func (h *hook) view() View {
 	}
 	if v.Fields == nil {
 		v.Fields = []string{}
+	}
+	if v.Related == nil {
+		v.Related = []string{}
 	}
 	if v.Headers == nil {
 		v.Headers = map[string]string{}
@@ -171,7 +183,7 @@ func (h *hook) view() View {
 func (h *hook) spec() Spec {
 	enabled := h.Enabled
 	return Spec{Name: h.Name, URL: h.URL, Resource: h.Resource, Events: h.events, Fields: h.fields,
-		Format: h.Format, Auth: h.auth, Headers: h.headers, Ordered: h.Ordered, RateLimit: h.RateLimit,
+		Related: h.related, Classification: h.classification, Format: h.Format, Auth: h.auth, Headers: h.headers, Ordered: h.Ordered, RateLimit: h.RateLimit,
 		Paused: h.Paused, Enabled: &enabled,
 		Retry: Retry{MaxAttempts: h.MaxAttempts, InitialInterval: h.initial.String(), MaxInterval: h.maxBackoff.String(),
 			Timeout: h.timeout.String()}}
@@ -327,10 +339,17 @@ func (s *Spec) validate(sc *resources.Schema, guard *Guard) []resources.Problem 
 		}
 	}
 	if len(s.Related) > 0 {
-		bad("related", "unsupported", "relation-aware webhooks are not available yet")
+		if s.Resource == "*" {
+			bad("related", "resource", `related needs a single resource, not "*"`)
+		} else if res != nil {
+			resolveRelated(sc, s.Resource, s.Related, bad)
+		}
 	}
-	if len(s.Classification) > 0 && string(s.Classification) != "null" {
-		bad("classification", "unsupported", "classification webhooks are not available yet")
+	if s.Classification != nil {
+		s.Classification.validate(res, s.Resource, bad)
+		if len(s.Related) > 0 {
+			bad("related", "classification", "a classification webhook fires on transitions only: leave related out")
+		}
 	}
 	switch s.Format {
 	case "":
@@ -447,7 +466,17 @@ func (s *Spec) apply(m *models.Webhook) {
 	maxI, _ := time.ParseDuration(s.Retry.MaxInterval)
 	timeout, _ := time.ParseDuration(s.Retry.Timeout)
 	m.Name, m.URL, m.Resource, m.Format = s.Name, s.URL, s.Resource, s.Format
-	m.Events, m.Fields, m.Headers, m.Related, m.Classification = string(events), string(fj), string(hj), "[]", ""
+	related := s.Related
+	if related == nil {
+		related = []string{}
+	}
+	rj, _ := json.Marshal(related)
+	cj := ""
+	if s.Classification != nil {
+		b, _ := json.Marshal(s.Classification)
+		cj = string(b)
+	}
+	m.Events, m.Fields, m.Headers, m.Related, m.Classification = string(events), string(fj), string(hj), string(rj), cj
 	m.AuthType, m.AuthConfig = s.Auth.Type, string(authCfg)
 	m.MaxAttempts = s.Retry.MaxAttempts
 	m.InitialIntervalMS, m.MaxIntervalMS, m.TimeoutMS = initial.Milliseconds(), maxI.Milliseconds(), timeout.Milliseconds()

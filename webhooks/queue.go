@@ -358,7 +358,6 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 		if n <= 0 || (backlog > 0 && n < q.cfg.Concurrency) {
 			continue // full, or not worth a claim yet
 		}
-		room -= n
 		wants = append(wants, want{h, n, q.leaseFor(h, l, backlog+n, now)})
 	}
 	q.mu.Unlock()
@@ -369,14 +368,24 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	tok := q.token()
 	err = q.write.Write(qctx, func(tx *gorm.DB) error {
 		got = got[:0]
+		// The room is spent on what is claimed, not on what is wanted:
+		// webhooks with nothing due must not starve the others (with
+		// more webhooks than MaxClaimed/MaxPrefetch, the last ones never
+		// got a claim).
+		left := room
 		for _, w := range wants {
+			n := min(w.n, left)
+			if n <= 0 {
+				break
+			}
 			var rows []models.Delivery
 			// Find, not Scan: Scan formats the statement with its values
 			// for a logger that is never called.
-			if err := tx.Raw(q.claimSQL(w.h.Ordered, w.h.ResumedAt != nil), tok, w.lease, now, w.h.ID, now, now, w.n).
+			if err := tx.Raw(q.claimSQL(w.h.Ordered, w.h.ResumedAt != nil), tok, w.lease, now, w.h.ID, now, now, n).
 				Find(&rows).Error; err != nil {
 				return fmt.Errorf("webhooks: claim: %w", err)
 			}
+			left -= len(rows)
 			for _, d := range rows {
 				d.ClaimedBy = tok
 				got = append(got, claimed{w.h, d, w.lease})
@@ -479,6 +488,17 @@ func (q *Queue) handOff(cs []claimed) {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	// The dispatcher read these webhooks just now: a webhook registered
+	// since the last claim round is live, not gone (its deliveries would
+	// be handed back and wait for the next round).
+	if q.live == nil {
+		q.live = map[string]*hook{}
+	}
+	for _, c := range cs {
+		if c.h != nil && (q.live[c.h.ID] == nil || q.live[c.h.ID].UpdatedAt.Before(c.h.UpdatedAt)) {
+			q.live[c.h.ID] = c.h
+		}
+	}
 	q.enqueue(cs)
 }
 

@@ -408,7 +408,7 @@ func (s *Service) Replay(ctx context.Context, id string, body []byte) (*ReplayRe
 	audit := events.NewAudit(s.read)
 	var res ReplayResult
 	q := events.Query{Since: since, Until: until, Limit: 500}
-	if h.Resource != "*" {
+	if h.Resource != "*" && len(h.related) == 0 { // related webhooks take other resources' events too
 		q.Resource = h.Resource
 	}
 	for {
@@ -420,7 +420,11 @@ func (s *Service) Replay(ctx context.Context, id string, body []byte) (*ReplayRe
 		if err != nil {
 			return nil, err
 		}
-		rows, err := buildDeliveries([]*hook{h}, page.Data, targets, s.now())
+		rel, err := relatedRows(ctx, s.store, []*hook{h}, page.Data)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := buildDeliveries([]*hook{h}, page.Data, targets, rel, s.now())
 		if err != nil {
 			return nil, err
 		}
