@@ -50,6 +50,9 @@ type Classification struct {
 type Window struct {
 	Field  string
 	Offset time.Duration
+	// Slack widens the range on both sides where the shift is calendar
+	// based (addYears: leap days).
+	Slack time.Duration
 }
 
 // UsesNow tells whether the outcome depends on the time.
@@ -197,7 +200,7 @@ func compileClassifications(r *Resource, path string, add func(path, rule, forma
 
 // celEnv declares r's columns and now.
 func (r *Resource) celEnv() (*cel.Env, error) {
-	opts := []cel.EnvOption{cel.Variable("now", cel.TimestampType), cel.CrossTypeNumericComparisons(true)}
+	opts := []cel.EnvOption{cel.Variable("now", cel.TimestampType), cel.CrossTypeNumericComparisons(true), addYears}
 	for _, f := range r.Columns() {
 		if f.Name == ColDeletedAt || slices.Contains(celReserved, f.Name) {
 			continue
@@ -227,6 +230,20 @@ func (r *Resource) celEnv() (*cel.Env, error) {
 	}
 	return cel.NewEnv(opts...)
 }
+
+// addYears is ts.addYears(n): the same calendar day and time n years
+// later (Go's AddDate: 29 February plus one year is 1 March), so that
+// "a person becomes an adult" is birth_date.addYears(18) <= now.
+var addYears = cel.Function("addYears", cel.MemberOverload("timestamp_addYears_int",
+	[]*cel.Type{cel.TimestampType, cel.IntType}, cel.TimestampType,
+	cel.BinaryBinding(func(ts, n ref.Val) ref.Val {
+		t, ok1 := ts.Value().(time.Time)
+		y, ok2 := n.Value().(int64)
+		if !ok1 || !ok2 || y > 10000 || y < -10000 {
+			return types.NewErr("addYears: bad arguments")
+		}
+		return types.Timestamp{Time: t.AddDate(int(y), 0, 0)}
+	})))
 
 // narrow finds the windows of e (see Window): usesNow tells whether e
 // mentions now at all, windows is nil unless every mention is narrowable.
@@ -301,41 +318,55 @@ func comparisonWindow(r *Resource, fieldSide, nowSide ast.Expr) (Window, bool) {
 	if !ok {
 		return Window{}, false
 	}
-	f := r.Field(fid)
-	if f == nil {
-		f = r.Column(fid)
-	}
+	f := r.Column(fid)
 	if f == nil || (f.Type != TypeDatetime && f.Type != TypeDate) {
 		return Window{}, false
 	}
-	return Window{Field: fid, Offset: dn - df}, true
+	return Window{Field: fid, Offset: dn.by - df.by, Slack: df.slack + dn.slack}, true
 }
 
-// shifted reads "ident", "ident + duration('…')" or "ident - duration('…')".
-func shifted(e ast.Expr) (string, time.Duration, bool) {
+// shift is how far an expression moves its identifier in time.
+type shift struct{ by, slack time.Duration }
+
+// shifted reads "ident", "x + duration('…')", "x - duration('…')" or
+// "x.addYears(n)" over such an x.
+func shifted(e ast.Expr) (string, shift, bool) {
 	switch e.Kind() {
 	case ast.IdentKind:
-		return e.AsIdent(), 0, true
+		return e.AsIdent(), shift{}, true
 	case ast.CallKind:
 		call := e.AsCall()
 		fn := call.FunctionName()
+		if fn == "addYears" && call.IsMemberFunction() && len(call.Args()) == 1 && call.Args()[0].Kind() == ast.LiteralKind {
+			n, ok := call.Args()[0].AsLiteral().Value().(int64)
+			id, base, ok2 := shifted(call.Target())
+			if !ok || !ok2 {
+				return "", shift{}, false
+			}
+			// A year is 365 or 366 days: 365.2425 on average, off by at
+			// most a day or two over any span.
+			base.by += time.Duration(float64(n) * 365.2425 * 24 * float64(time.Hour))
+			base.slack += 2 * 24 * time.Hour
+			return id, base, true
+		}
 		if (fn != celop.Add && fn != celop.Subtract) || len(call.Args()) != 2 {
-			return "", 0, false
+			return "", shift{}, false
 		}
 		id, base, ok := shifted(call.Args()[0])
 		if !ok {
-			return "", 0, false
+			return "", shift{}, false
 		}
 		d, ok := durationLiteral(call.Args()[1])
 		if !ok {
-			return "", 0, false
+			return "", shift{}, false
 		}
 		if fn == celop.Subtract {
 			d = -d
 		}
-		return id, base + d, true
+		base.by += d
+		return id, base, true
 	}
-	return "", 0, false
+	return "", shift{}, false
 }
 
 // durationLiteral reads duration('…') with a constant string.
@@ -383,7 +414,7 @@ func (s *Store) ScanLive(tx *gorm.DB, resource, after string, limit int, windows
 			if f == nil {
 				return nil, fmt.Errorf("resources: classification window on unknown field %s.%s", resource, w.Field)
 			}
-			lo, hi := t0.Add(w.Offset).UTC(), t1.Add(w.Offset).UTC()
+			lo, hi := t0.Add(w.Offset-w.Slack).UTC(), t1.Add(w.Offset+w.Slack).UTC()
 			if f.Type == TypeDate {
 				ors = append(ors, q(f.Name)+" BETWEEN ? AND ?")
 				args = append(args, lo.Format(DateFormat), hi.Format(DateFormat))

@@ -51,15 +51,19 @@ func TestClassificationEvalAndWindows(t *testing.T) {
 		windows []Window
 	}{
 		{"status == 'active' && (valid_until == null || valid_until > now)",
-			map[string]any{"status": "active", "valid_until": nil}, true, true, []Window{{"valid_until", 0}}},
+			map[string]any{"status": "active", "valid_until": nil}, true, true, []Window{{"valid_until", 0, 0}}},
 		{"status == 'active' && (valid_until == null || valid_until > now)",
-			map[string]any{"status": "active", "valid_until": "2026-12-01T11:59:59.000000Z"}, false, true, []Window{{"valid_until", 0}}},
-		{"birth <= now - duration('157788h')", map[string]any{"birth": "2008-11-30"}, true, true, []Window{{"birth", -157788 * time.Hour}}},
-		{"now > valid_until + duration('1h')", map[string]any{"valid_until": "2026-12-01T10:00:00.000000Z"}, true, true, []Window{{"valid_until", -time.Hour}}},
+			map[string]any{"status": "active", "valid_until": "2026-12-01T11:59:59.000000Z"}, false, true, []Window{{"valid_until", 0, 0}}},
+		{"birth <= now - duration('157788h')", map[string]any{"birth": "2008-11-30"}, true, true, []Window{{"birth", -157788 * time.Hour, 0}}},
+		{"now > valid_until + duration('1h')", map[string]any{"valid_until": "2026-12-01T10:00:00.000000Z"}, true, true, []Window{{"valid_until", -time.Hour, 0}}},
 		{"score > 3", map[string]any{"score": 3.5}, true, false, nil},
 		{"score > 3", map[string]any{"score": nil}, false, false, nil}, // an error is false
 		{"meta.tier == 'gold'", map[string]any{"meta": map[string]any{"tier": "gold"}}, true, false, nil},
 		{"now.getHours() > 10", map[string]any{}, true, true, nil}, // not narrowable
+		{"birth != null && birth.addYears(18) <= now", map[string]any{"birth": "2008-12-01"}, true, true,
+			[]Window{{"birth", -time.Duration(18 * 365.2425 * 24 * float64(time.Hour)), 48 * time.Hour}}},
+		{"birth != null && birth.addYears(18) <= now", map[string]any{"birth": "2008-12-02"}, false, true,
+			[]Window{{"birth", -time.Duration(18 * 365.2425 * 24 * float64(time.Hour)), 48 * time.Hour}}},
 		{"valid_until != null && valid_until < now && now.getDayOfWeek() == 2", map[string]any{"valid_until": "2026-12-01T10:00:00.000000Z"}, true, true, nil},
 	} {
 		t.Run(tc.expr, func(t *testing.T) {
