@@ -204,6 +204,13 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		Data: events.Data{Old: map[string]any{"name": "Ada King"}, Changes: events.Changes{
 			Added: []string{}, Updated: []string{}, Removed: []string{"name"}}},
 		SessionVariables: map[string]any{"userId": nil, "role": "admin"}}
+	yes := true
+	classified := events.Event{ID: 1043, EventID: id, EventType: "customers.classified", ResourceName: "customers",
+		ResourceID: id, CreatedAt: at, DispatchedAt: &dispatched,
+		Data: events.Data{Old: map[string]any{"id": id, "name": "Ada"}, New: map[string]any{"id": id, "name": "Ada"},
+			Changes:        events.Changes{Added: []string{}, Updated: []string{}, Removed: []string{}},
+			Classification: &events.Transition{Name: "is_adult", To: &yes}},
+		SessionVariables: map[string]any{"role": "system"}}
 
 	// Webhooks as the admin API answers them: a new one with its secret,
 	// and one Herald disabled, with basic auth. Durations are printed by
@@ -212,12 +219,13 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 	retry := webhooks.Retry{MaxAttempts: 8, InitialInterval: (5 * time.Second).String(),
 		MaxInterval: time.Hour.String(), Timeout: (1500 * time.Millisecond).String()}
 	hook := webhooks.View{ID: hookID, Name: "crm-sync", URL: "https://crm.example.com/hooks/herald", Resource: "contracts",
-		Events: []string{"created", "updated", "deleted"}, Fields: []string{"status"}, Format: webhooks.FormatEvent,
-		Auth: webhooks.AuthView{Type: webhooks.AuthHMAC}, Headers: map[string]string{"X-Tenant": "acme"}, Retry: retry,
+		Events: []string{"created", "updated", "deleted"}, Fields: []string{"status"}, Related: []string{"orders"},
+		Format: webhooks.FormatEvent,
+		Auth:   webhooks.AuthView{Type: webhooks.AuthHMAC}, Headers: map[string]string{"X-Tenant": "acme"}, Retry: retry,
 		RateLimit: 2.5, Enabled: true, CreatedAt: at, UpdatedAt: at,
 		Secret: "whsec_q4Hn5fqcG6lSU0cyG5UKqdQE2HR9l2YlOaZdV2jQTXI="}
 	disabled := webhooks.View{ID: hookID, Name: "ids", URL: "http://10.0.0.5:8080/in", Resource: "*",
-		Events: []string{"created"}, Fields: []string{}, Format: webhooks.FormatIDs,
+		Events: []string{"created"}, Fields: []string{}, Related: []string{}, Format: webhooks.FormatIDs,
 		Auth: webhooks.AuthView{Type: webhooks.AuthBasic, Username: "herald"}, Headers: map[string]string{}, Retry: retry,
 		Ordered: true, Paused: true, DisabledReason: "the endpoint answered 410 Gone", CreatedAt: at, UpdatedAt: dispatched}
 
@@ -247,6 +255,7 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"ApplyResult", &resources.ApplyResult{Applied: true, Version: 2, Changes: []resources.Change{
 			{Op: "addField", Resource: "customers", Field: "email"},
 			{Op: "dropResource", Resource: "legacy", Destructive: true},
+			{Op: "alterClassification", Resource: "customers", Field: "is_adult", Detail: "expression changed"},
 		}}},
 		{"RecordList", &resources.ListResult{Data: []resources.Row{row},
 			Meta: resources.ListMeta{Limit: 50, Total: 1, Next: &next}}},
@@ -256,6 +265,12 @@ func TestOpenAPISchemasMatchGoTypes(t *testing.T) {
 		{"Event", created},
 		{"Event", updated},
 		{"Event", deleted},
+		{"Event", classified},
+		{"Webhook", webhooks.View{ID: hookID, Name: "adults", URL: "https://crm.example.com/hooks/adults", Resource: "customers",
+			Events: []string{"created", "updated", "deleted"}, Fields: []string{}, Related: []string{},
+			Classification: &webhooks.ClassificationFilter{Name: "is_adult", From: "false", To: "true"},
+			Format:         webhooks.FormatHasura, Auth: webhooks.AuthView{Type: webhooks.AuthNone}, Headers: map[string]string{},
+			Retry: retry, Enabled: true, CreatedAt: at, UpdatedAt: at}},
 		{"EventPage", &events.Page{Data: []events.Event{created, updated, deleted}, Meta: events.PageMeta{Next: &eventNext}}},
 		{"EventPage", &events.Page{Data: []events.Event{}}},
 		{"Webhook", hook},

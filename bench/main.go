@@ -57,6 +57,8 @@ type options struct {
 	sseSubscribers int
 	sseRate        int
 	sseIdle        int
+	classify       bool
+	classifyRows   int
 	sseMeasure     bool
 }
 
@@ -98,6 +100,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if opts.sse {
 		return runSSEBench(ctx, opts, stdout, stderr)
+	}
+	if opts.classify {
+		return runClassifyBench(ctx, opts, stdout, stderr)
 	}
 
 	client := newClient(slices.Max(opts.clients))
@@ -147,6 +152,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	maxRequests := fs.Int("max-requests", 2_000_000, "cap on requests per measurement (bounds memory for latencies)")
 	sqliteSync := fs.String("sqlite-sync", "NORMAL", "SQLite synchronous setting: NORMAL or FULL")
 	jsonOut := fs.Bool("json", false, "also print each result as a JSON line after the table")
+	classify := fs.Bool("classify", false, "run the classification benchmark instead: re-evaluating -classify-rows rows after a definition change")
+	classifyRows := fs.Int("classify-rows", 1_000_000, "-classify: rows of the table")
 	webhooks := fs.Bool("webhooks", false, "run the webhook benchmark instead: commit-to-delivery latency and delivery throughput")
 	webhookRate := fs.Int("webhook-rate", 200, "-webhooks: writes per second of the latency measurement (-duration long)")
 	webhookEvents := fs.Int("webhook-events", 20000, "-webhooks: deliveries of the throughput measurement")
@@ -247,6 +254,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	}
 	o.cpuProfile = *cpuProfile
 	o.webhooks, o.webhookRate, o.webhookEvents = *webhooks, *webhookRate, *webhookEvents
+	o.classify, o.classifyRows = *classify, *classifyRows
+	if o.classifyRows < 1 || o.classifyRows > 100_000_000 {
+		return o, fmt.Errorf("-classify-rows %d: want 1 to 100000000", o.classifyRows)
+	}
 	o.sse, o.sseClient, o.sseURL, o.sseSubscribers, o.sseRate, o.sseIdle, o.sseMeasure = *sse, *sseClient, *sseURL, *sseSubscribers, *sseRate, *sseIdle, *sseMeasure
 	if o.sseSubscribers < 1 || o.sseRate < 1 || o.sseIdle < 1 {
 		return o, errors.New("-sse-subscribers, -sse-rate and -sse-idle: want at least 1")

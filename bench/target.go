@@ -40,6 +40,7 @@ const adminKey = "herald-bench-admin-key-0123456789"
 // target is one running Herald on a fresh database.
 type target struct {
 	baseURL string
+	dbURL   string
 	cancel  context.CancelFunc
 	served  chan error
 	cleanup []func() error // run in reverse order by stop
@@ -78,7 +79,11 @@ func startTarget(ctx context.Context, opts options, kind database.Kind, v varian
 	}
 	cfg.Schema = filepath.Join(dir, "herald.yaml")
 	cfg.SchemaExplicit = true
-	if err := os.WriteFile(cfg.Schema, []byte(benchSchema), 0o600); err != nil {
+	schema := benchSchema
+	if v.schema != "" {
+		schema = v.schema
+	}
+	if err := os.WriteFile(cfg.Schema, []byte(schema), 0o600); err != nil {
 		return nil, err
 	}
 	cfg.AdminKey = adminKey
@@ -105,6 +110,7 @@ func startTarget(ctx context.Context, opts options, kind database.Kind, v varian
 	t.served = make(chan error, 1)
 	go func() { t.served <- a.Serve(sctx, ln) }()
 	t.baseURL = "http://" + ln.Addr().String()
+	t.dbURL = cfg.DatabaseURL
 	return t, nil
 }
 

@@ -20,6 +20,8 @@ type variant struct {
 	// database, schema, admin key and SQLite sync setting. nil changes
 	// nothing.
 	apply func(*app.Config)
+	// schema replaces benchSchema when set.
+	schema string
 }
 
 // variants lists every variant -variants may name. To compare a setting,
@@ -33,6 +35,8 @@ func variants() []variant {
 		{name: "default", about: "configuration as loaded from defaults (event capture on)"},
 		{name: "events-off", about: "event capture off (no GORM plugin, no position lock): what capture costs",
 			apply: func(c *app.Config) { c.DisableEvents = true }},
+		{name: "classify-2", about: "two classifications on items (one compares a datetime with now): what classification costs",
+			schema: classifySchema},
 	}
 }
 
@@ -61,3 +65,10 @@ func variantNames() []string {
 	}
 	return names
 }
+
+// classifySchema is benchSchema with two classifications: every create
+// records two more events (null to x) and two outcomes.
+const classifySchema = benchSchema + `    classifications:
+      pricey: "price != null && price >= 50"
+      fresh_active: "status == 'active' && created_at + duration('720h') > now"
+`

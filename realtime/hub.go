@@ -448,8 +448,25 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 	}()
 	for ctx.Err() == nil {
 		h.mu.Lock()
-		head := h.head
+		head, idle := h.head, len(h.subs) == 0
 		h.mu.Unlock()
+		if idle {
+			// Nobody listens: move the head without reading or decoding
+			// the events. A subscriber that arrives meanwhile stops the
+			// skip (checked under the lock that subscribing takes), and
+			// one that arrives after it replays from the log up to the
+			// head it finds.
+			skipped, more, err := h.skip(ctx, head)
+			if err != nil {
+				return err
+			}
+			if skipped {
+				if !more {
+					return nil
+				}
+				continue
+			}
+		}
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var rows []models.Event
 		err := h.read.WithContext(qctx).Where("id > ?", head).Order("id").Limit(h.cfg.BatchSize).Find(&rows).Error
@@ -474,6 +491,29 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// skip moves the head over the next batch of events when there is still
+// no subscriber: skipped is false when one arrived (the caller reads the
+// batch instead), more tells whether a full batch was skipped.
+func (h *Hub) skip(ctx context.Context, head int64) (skipped, more bool, err error) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var ids []int64
+	if err := h.read.WithContext(qctx).Model(&models.Event{}).Where("id > ?", head).Order("id").
+		Limit(h.cfg.BatchSize).Pluck("id", &ids).Error; err != nil {
+		return false, false, err
+	}
+	if len(ids) == 0 {
+		return true, false, nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.subs) > 0 || h.head != head {
+		return false, false, nil
+	}
+	h.head = ids[len(ids)-1]
+	return true, len(ids) == h.cfg.BatchSize, nil
 }
 
 // broadcast hands it to every subscriber that wants it (a nil item, the
