@@ -52,6 +52,6 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	view.Events(page.Data)
+	page.Data = view.Events(page.Data)
 	return respond(c, http.StatusOK, page)
 }

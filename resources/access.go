@@ -281,6 +281,7 @@ type View struct {
 	// Admin sees everything.
 	Admin bool
 	a     *access
+	r     *Resource
 }
 
 // Project limits a row to the readable fields (nil stays nil).
@@ -293,18 +294,44 @@ func (v *View) Project(row map[string]any) map[string]any {
 
 // Events limits a record's events to this view: old and new keep the
 // readable fields, the change lists the readable names, and the session
-// variables only who did it (userId, role). Admins see events whole.
-func (v *View) Events(evs []events.Event) {
+// variables only who did it (userId, role); a classification's events go
+// only to callers who may read every field it reads. Admins see events
+// whole.
+func (v *View) Events(evs []events.Event) []events.Event {
 	if v.Admin {
-		return
+		return evs
 	}
+	out := evs[:0]
 	for i := range evs {
-		e := &evs[i]
+		if !v.classificationReadable(evs[i].Data.Classification) {
+			continue
+		}
+		out = append(out, evs[i])
+		e := &out[len(out)-1]
 		e.Data.Old, e.Data.New = v.Project(e.Data.Old), v.Project(e.Data.New)
 		e.Data.Changes = events.Changes{Added: v.Fields(e.Data.Changes.Added),
 			Updated: v.Fields(e.Data.Changes.Updated), Removed: v.Fields(e.Data.Changes.Removed)}
 		e.SessionVariables = who(e.SessionVariables)
 	}
+	return out
+}
+
+// classificationReadable tells whether the caller may read every field
+// the transition's classification reads (true for other events).
+func (v *View) classificationReadable(t *events.Transition) bool {
+	if t == nil {
+		return true
+	}
+	cl := v.r.Classification(t.Name)
+	if cl == nil {
+		return false
+	}
+	for _, f := range cl.Fields() {
+		if !v.a.readable(f) {
+			return false
+		}
+	}
+	return true
 }
 
 // who keeps, of an event's session variables, who did it (userId, role):
@@ -347,5 +374,5 @@ func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, err
 	if row == nil {
 		return nil, fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
 	}
-	return &View{a: a}, nil
+	return &View{a: a, r: r}, nil
 }

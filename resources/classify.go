@@ -39,7 +39,13 @@ type Classification struct {
 	prg     cel.Program
 	usesNow bool
 	windows []Window // nil unless every use of now is narrowable
+	fields  []string // the columns the expression reads
 }
+
+// Fields lists the columns the expression reads: a caller who may not read
+// one of them does not see the classification's events (its outcome would
+// tell something of a hidden field).
+func (c *Classification) Fields() []string { return c.fields }
 
 // Window says where a classification's outcome can flip as time passes
 // with the row unchanged: between times t0 and t1, only for rows whose
@@ -194,6 +200,12 @@ func compileClassifications(r *Resource, path string, add func(path, rule, forma
 		}
 		c := &Classification{Name: n, Expr: src, prg: prg}
 		c.usesNow, c.windows = narrow(r, checked.NativeRep().Expr())
+		for _, ref := range checked.NativeRep().ReferenceMap() {
+			if ref.Name != "now" && r.Column(ref.Name) != nil && !slices.Contains(c.fields, ref.Name) {
+				c.fields = append(c.fields, ref.Name)
+			}
+		}
+		slices.Sort(c.fields)
 		r.compiled = append(r.compiled, c)
 	}
 }

@@ -79,6 +79,7 @@ func TestClassificationEvalAndWindows(t *testing.T) {
 			require.Equal(t, tc.want, cl.Eval(r.Activation(row), now))
 			require.Equal(t, tc.usesNow, cl.UsesNow())
 			require.Equal(t, tc.windows, cl.Windows())
+			require.NotContains(t, cl.Fields(), "now")
 		})
 	}
 }
@@ -90,4 +91,10 @@ func TestWindowFieldsAreIndexed(t *testing.T) {
 	require.NoError(t, err)
 	_, ok := wantedIndexes(sc.Resource("people"))[objectName("people", "valid_until", "idx")]
 	require.True(t, ok)
+}
+
+func TestClassificationFields(t *testing.T) {
+	sc, err := ParseSchema([]byte(fmt.Sprintf(classifySchema, "c", "status == 'active' && (valid_until == null || valid_until > now) && meta.x == 1")))
+	require.NoError(t, err)
+	require.Equal(t, []string{"meta", "status", "valid_until"}, sc.Resource("people").Classification("c").Fields())
 }

@@ -174,6 +174,9 @@ func (v *StreamView) Apply(e *events.Event) (events.Event, bool) {
 	if v.a.admin && len(v.fields) == 0 {
 		return out, true
 	}
+	if !v.a.admin && !(&View{a: v.a, r: v.r}).classificationReadable(e.Data.Classification) {
+		return out, false
+	}
 	out.Data.Old, out.Data.New = nil, nil
 	if oldOK {
 		out.Data.Old = v.a.project(e.Data.Old, v.fields)
