@@ -277,7 +277,10 @@ func TestChangedDefinitionWhileWriting(t *testing.T) {
 			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
 			require.Eventually(t, func() bool {
 				var state string
-				env.App.DB().Read.Raw("SELECT state FROM herald_classifications WHERE resource_name = 'orders' AND name = 'big'").Scan(&state)
+				// The new expression's state: until the job picks the change
+				// up, the old one's "ready" is still there.
+				env.App.DB().Read.Raw("SELECT state FROM herald_classifications WHERE resource_name = 'orders' AND name = 'big' AND expression = ?",
+					"amount != null && amount >= 50").Scan(&state)
 				return state == "ready"
 			}, 30*time.Second, 20*time.Millisecond)
 			close(stop)
@@ -293,6 +296,14 @@ func TestChangedDefinitionWhileWriting(t *testing.T) {
 			require.Len(t, amounts, n)
 			moved := 0
 			for _, row := range amounts {
+				if row.Amount >= 50 != (deref(final[row.ID]) == true) {
+					var stored []map[string]any
+					env.App.DB().Read.Raw("SELECT * FROM herald_outcomes WHERE row_id = ?", row.ID).Scan(&stored)
+					for _, e := range auditEvents(t, env, "&resourceId="+row.ID) {
+						t.Logf("event %v %v %v sv=%v", e["id"], e["eventType"], e["data"], e["sessionVariables"])
+					}
+					t.Logf("stored outcomes: %v", stored)
+				}
 				require.Equal(t, row.Amount >= 50, deref(final[row.ID]), "row %v", row)
 				if row.Amount >= 50 && row.Amount < 100 {
 					moved++
@@ -438,4 +449,13 @@ func TestTwoInstancesOneTransitionEach(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	require.Equal(t, 50, count())
 	chains(t, transitions(t, a, "&resource=orders"), "overdue")
+}
+
+func auditEvents(t *testing.T, env *apptest.Env, query string) []map[string]any {
+	t.Helper()
+	r := env.Admin("GET", "/v1/_events?limit=1000"+query, nil)
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	var page struct{ Data []map[string]any }
+	require.NoError(t, json.Unmarshal(r.Body, &page))
+	return page.Data
 }

@@ -49,8 +49,9 @@ func TestRegistrationRefusesBadInput(t *testing.T) {
 			422, []string{"auth.token"}},
 		{"basic without user", map[string]any{"name": "x", "url": "http://example.com", "resource": "items", "auth": map[string]any{"type": "basic", "password": "p"}},
 			422, []string{"auth.username"}},
-		{"not yet", map[string]any{"name": "x", "url": "http://example.com", "resource": "items", "related": []string{"tags"},
-			"classification": map[string]any{"name": "c", "from": "false", "to": "true"}}, 422, []string{"classification", "related"}},
+		{"related and classification unknown, and together", map[string]any{"name": "x", "url": "http://example.com", "resource": "items",
+			"related": []string{"tags"}, "classification": map[string]any{"name": "c", "from": "false", "to": "true"}},
+			422, []string{"classification.name", "related", "related[0]"}},
 		{"credentials in url", map[string]any{"name": "x", "url": "http://u:p@example.com", "resource": "items"}, 422, []string{"url"}},
 	}
 	answers := map[string][]string{}
