@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -339,20 +341,10 @@ func schemaWith(expr string) string {
 }
 
 func replaceOnce(s, old, new string) string {
-	i := indexOf(s, old)
-	if i < 0 {
+	if !strings.Contains(s, old) {
 		panic("schemaWith: not found")
 	}
-	return s[:i] + new + s[i+len(old):]
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
+	return strings.Replace(s, old, new, 1)
 }
 
 // TestBadExpressionRefused: an expression that does not compile is
@@ -458,4 +450,43 @@ func auditEvents(t *testing.T, env *apptest.Env, query string) []map[string]any 
 	var page struct{ Data []map[string]any }
 	require.NoError(t, json.Unmarshal(r.Body, &page))
 	return page.Data
+}
+
+// TestStoredExpressionThatNoLongerCompiles: a registry written by a
+// version that did not type-check expressions (the demo once had
+// "timestamp(birth_date + 'T00:00:00Z') ...") still starts: the bad
+// classification is inactive, and a schema file that corrects it applies.
+func TestStoredExpressionThatNoLongerCompiles(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := start(t, kind)
+			db := env.App.DB().Write
+			var doc string
+			require.NoError(t, db.Raw("SELECT schema FROM herald_registry WHERE id = 1").Scan(&doc).Error)
+			bad := strings.Replace(doc, `amount != null \u0026\u0026 amount \u003e= 100`, `amount + 'x' \u003e 1`, 1)
+			if bad == doc {
+				bad = strings.Replace(doc, `amount != null && amount >= 100`, `amount + 'x' > 1`, 1)
+			}
+			require.NotEqual(t, doc, bad, "%s", doc)
+			require.NoError(t, db.Exec("UPDATE herald_registry SET schema = ? WHERE id = 1", bad).Error)
+			cfg := env.Config
+			env.Stop()
+
+			// Without a schema file: the stored schema serves, big inactive.
+			noFile := cfg
+			noFile.Schema, noFile.SchemaExplicit = filepath.Join(t.TempDir(), "none.yaml"), false
+			again := apptest.StartConfig(t, kind, noFile)
+			require.Nil(t, again.App.Store().Schema().Resource("orders").Classification("big"))
+			require.NotNil(t, again.App.Store().Schema().Resource("orders").Classification("overdue"))
+			create(t, again, "orders", map[string]any{"amount": 500})
+			again.Stop()
+
+			// The file corrects it: it applies, and big is evaluated again.
+			require.NoError(t, os.WriteFile(cfg.Schema, []byte(schemaWith("amount != null && amount >= 200")), 0o600))
+			fixed := apptest.StartConfig(t, kind, cfg)
+			require.NotNil(t, fixed.App.Store().Schema().Resource("orders").Classification("big"))
+			create(t, fixed, "orders", map[string]any{"amount": 500})
+		})
+	}
 }

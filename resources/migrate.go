@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -527,8 +528,32 @@ func loadRegistry(tx *gorm.DB) (*Schema, int, error) {
 	if err := json.Unmarshal([]byte(reg.Schema), &s); err != nil {
 		return nil, 0, fmt.Errorf("resources: stored registry: %w", err)
 	}
-	if err := s.Validate(); err != nil {
+	if err := s.validateStored(); err != nil {
 		return nil, 0, fmt.Errorf("resources: stored registry: %w", err)
 	}
 	return &s, reg.Version, nil
 }
+
+// validateStored validates a schema read back from the registry. A
+// classification that no longer compiles (stored by a version that did not
+// type-check expressions, or against an older CEL) must not lock the
+// database out: it stays in the schema, inactive, until an import
+// replaces it, and InactiveClassifications reports it.
+func (s *Schema) validateStored() error {
+	err := s.Validate()
+	var se *SchemaError
+	if !errors.As(err, &se) {
+		return err
+	}
+	for _, p := range se.Problems {
+		if !strings.Contains(p.Field, ".classifications") {
+			return err
+		}
+	}
+	s.inactive = se.Problems
+	return nil
+}
+
+// InactiveClassifications lists the stored classifications that do not
+// compile and are therefore not evaluated.
+func (s *Schema) InactiveClassifications() []Problem { return s.inactive }

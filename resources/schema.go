@@ -47,6 +47,8 @@ const (
 type Schema struct {
 	Resources   []*Resource  `json:"resources" yaml:"resources"`
 	Permissions []Permission `json:"permissions,omitempty" yaml:"permissions,omitempty"`
+
+	inactive []Problem // stored classifications that do not compile
 }
 
 // Resource is one declared table.

@@ -181,6 +181,10 @@ func (s *Store) Load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, p := range sc.InactiveClassifications() {
+		s.cfg.Logger.Warn("resources: a stored classification does not compile and is not evaluated; import a corrected schema",
+			"field", p.Field, "problem", p.Message)
+	}
 	s.setSchema(sc, version)
 	return nil
 }
