@@ -68,6 +68,15 @@ func (c *Classifier) Stop() {
 	if cancel != nil {
 		cancel()
 		<-done
+		// Hand the lease over at once: the next instance (or this one
+		// restarted) need not wait for it to expire.
+		ctx, cancelRelease := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancelRelease()
+		if err := c.store.Write(ctx, func(tx *gorm.DB) error {
+			return tx.Exec("DELETE FROM herald_leases WHERE name = ? AND owner = ?", leaseName, c.owner).Error
+		}); err != nil && !errors.Is(err, resources.ErrStopped) {
+			c.cfg.Logger.Warn("classify: release the lease", "err", err)
+		}
 	}
 }
 
@@ -92,32 +101,77 @@ func (c *Classifier) safeRun(ctx context.Context) (err error) {
 // RunOnce does one round of the background job if this instance holds
 // the lease: it brings the stored definitions in line with the schema
 // (re-evaluating added and changed classifications, retiring removed
-// ones) and re-evaluates the outcomes that depend on now.
+// ones) and re-evaluates the outcomes that depend on now. A long
+// re-evaluation goes in slices of about half an interval, with the
+// time-based evaluations in between, so they still run every interval.
 func (c *Classifier) RunOnce(ctx context.Context) error {
 	ctx = events.WithRequestInfo(ctx, &events.RequestInfo{SessionVariables: map[string]any{"role": "system"}})
 	if ok, err := c.Acquire(ctx); err != nil || !ok {
 		return err
 	}
+	renewed := time.Now()
 	defs, err := c.reconcile(ctx)
 	if err != nil {
 		return err
 	}
-	for _, d := range defs {
-		if err := ctx.Err(); err != nil {
-			return err
+	slice := max(c.cfg.Interval/2, 100*time.Millisecond)
+	for first := true; ; first = false {
+		busy := false
+		for _, d := range defs {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := c.keep(ctx, &renewed); err != nil {
+				return ignoreLost(err)
+			}
+			var done bool
+			switch d.State {
+			case stateBackfill:
+				done, err = c.backfill(ctx, d, time.Now().Add(slice))
+			case stateRemove:
+				done, err = c.retire(ctx, d, time.Now().Add(slice))
+			case stateReady:
+				done = true
+				if first || time.Since(time.UnixMicro(d.EvaluatedAt)) >= c.cfg.Interval/2 {
+					err = c.evaluateTime(ctx, d, &renewed)
+				}
+			default:
+				done = true
+			}
+			if err != nil {
+				return ignoreLost(err)
+			}
+			busy = busy || !done
 		}
-		switch d.State {
-		case stateBackfill:
-			err = c.backfill(ctx, d)
-		case stateRemove:
-			err = c.retire(ctx, d)
-		case stateReady:
-			err = c.evaluateTime(ctx, d)
-		}
-		if err != nil {
-			return err
+		if !busy {
+			return nil
 		}
 	}
+}
+
+// errLeaseLost stops a round whose instance no longer holds the lease.
+var errLeaseLost = errors.New("classify: the lease went to another instance")
+
+func ignoreLost(err error) error {
+	if errors.Is(err, errLeaseLost) {
+		return nil
+	}
+	return err
+}
+
+// keep renews the lease when a third of it has passed since renewed.
+func (c *Classifier) keep(ctx context.Context, renewed *time.Time) error {
+	if time.Since(*renewed) < c.leaseTTL()/3 {
+		return nil
+	}
+	ok, err := c.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errLeaseLost
+	}
+	*renewed = time.Now()
 	return nil
 }
 
@@ -214,26 +268,27 @@ func (c *Classifier) current(d *definition) (*resources.Resource, *resources.Cla
 }
 
 // backfill evaluates every live row, in id order, one batch per write
-// transaction, from the stored cursor (so a restart resumes).
-func (c *Classifier) backfill(ctx context.Context, d *definition) error {
+// transaction of its own, from the stored cursor (so a restart resumes),
+// until done or until the deadline (done false: the next slice goes on).
+func (c *Classifier) backfill(ctx context.Context, d *definition, until time.Time) (bool, error) {
 	started, total, moved := time.Now(), 0, 0
-	c.cfg.Logger.Info("classify: evaluating every row", "resource", d.ResourceName, "classification", d.Name)
+	if d.Cursor == "" {
+		c.cfg.Logger.Info("classify: evaluating every row", "resource", d.ResourceName, "classification", d.Name)
+	}
 	for d.State == stateBackfill {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
+		}
+		if time.Now().After(until) {
+			return false, nil
 		}
 		r, cl := c.current(d)
 		if cl == nil {
-			return nil
-		}
-		if total > 0 && total%(50*c.cfg.BatchSize) == 0 {
-			if ok, err := c.Acquire(ctx); err != nil || !ok {
-				return err
-			}
+			return true, nil // the schema moved on: the next round starts over
 		}
 		var n, t int
 		var next definition
-		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
 			rows, err := c.store.ScanLive(tx, r.Name, d.Cursor, c.cfg.BatchSize, nil, time.Time{}, time.Time{})
 			if err != nil {
 				return err
@@ -251,14 +306,14 @@ func (c *Classifier) backfill(ctx context.Context, d *definition) error {
 				next.State, next.Cursor, d.ResourceName, d.Name, d.Expression).Error
 		})
 		if err != nil {
-			return fmt.Errorf("classify: evaluate %s.%s: %w", d.ResourceName, d.Name, err)
+			return false, fmt.Errorf("classify: evaluate %s.%s: %w", d.ResourceName, d.Name, err)
 		}
 		*d = next
 		total, moved = total+n, moved+t
 	}
 	c.cfg.Logger.Info("classify: every row evaluated", "resource", d.ResourceName, "classification", d.Name,
-		"rows", total, "transitions", moved, "duration", time.Since(started).Round(time.Millisecond).String())
-	return nil
+		"rows in the last slice", total, "transitions", moved, "duration", time.Since(started).Round(time.Millisecond).String())
+	return true, nil
 }
 
 // evaluate compares cl's outcome on rows now with the stored one, and
@@ -294,7 +349,7 @@ func (c *Classifier) evaluate(tx *gorm.DB, r *resources.Resource, cl *resources.
 
 // evaluateTime re-evaluates a classification that depends on now, on the
 // rows whose outcome can have changed since the last run.
-func (c *Classifier) evaluateTime(ctx context.Context, d *definition) error {
+func (c *Classifier) evaluateTime(ctx context.Context, d *definition, renewed *time.Time) error {
 	r, cl := c.current(d)
 	if cl == nil || !cl.UsesNow() {
 		return nil
@@ -310,15 +365,22 @@ func (c *Classifier) evaluateTime(ctx context.Context, d *definition) error {
 				"resource", d.ResourceName, "classification", d.Name, "expression", d.Expression)
 		}
 	}
-	t0, t1 := time.UnixMicro(d.EvaluatedAt).UTC(), c.now()
+	// The window reaches back windowOverlap before the last run's end: a
+	// write that evaluated before that end but committed after the run
+	// read its rows is looked at again (outcomes are compared with the
+	// stored ones, so looking twice is harmless).
+	t0, t1 := time.UnixMicro(d.EvaluatedAt).UTC().Add(-windowOverlap), c.now()
 	after := ""
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if err := c.keep(ctx, renewed); err != nil {
+			return err
+		}
 		var n int
 		var last string
-		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
 			rows, err := c.store.ScanLive(tx, r.Name, after, c.cfg.BatchSize, windows, t0, t1)
 			if err != nil {
 				return err
@@ -347,32 +409,41 @@ func (c *Classifier) evaluateTime(ctx context.Context, d *definition) error {
 	}
 }
 
+// windowOverlap is how far each time-based run looks back before the
+// previous run's end: longer than a write transaction may take
+// (HERALD_WRITE_TIMEOUT, 10 s by default).
+const windowOverlap = time.Minute
+
 // retire emits x to null for every stored outcome of a classification
-// that is no longer declared and deletes them, then the definition. When
-// the resource itself is gone, its rows went without events, and so do
-// their outcomes.
-func (c *Classifier) retire(ctx context.Context, d *definition) error {
+// that is no longer declared and deletes them, then the definition, until
+// done or the deadline. The outcomes are taken by a DELETE … RETURNING,
+// so each is retired once. When the resource itself is gone, its rows
+// went without events, and so do their outcomes.
+func (c *Classifier) retire(ctx context.Context, d *definition, until time.Time) (bool, error) {
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return false, err
+		}
+		if time.Now().After(until) {
+			return false, nil
 		}
 		var n int
-		err := c.store.Write(ctx, func(tx *gorm.DB) error {
+		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
 			var outs []struct {
 				RowID   string
 				Outcome bool
 			}
-			if err := tx.Table("herald_outcomes").Select("row_id, outcome").
-				Where("resource_name = ? AND classification = ?", d.ResourceName, d.Name).
-				Order("row_id").Limit(c.cfg.BatchSize).Find(&outs).Error; err != nil {
+			if err := tx.Raw(`DELETE FROM herald_outcomes WHERE resource_name = ? AND classification = ? AND row_id IN (
+  SELECT row_id FROM herald_outcomes WHERE resource_name = ? AND classification = ? ORDER BY row_id LIMIT ?)
+RETURNING row_id, outcome`, d.ResourceName, d.Name, d.ResourceName, d.Name, c.cfg.BatchSize).Find(&outs).Error; err != nil {
 				return err
 			}
 			n = len(outs)
-			ids := make([]string, len(outs))
-			for i, o := range outs {
-				ids[i] = o.RowID
-			}
-			if r := c.store.Schema().Resource(d.ResourceName); r != nil {
+			if r := c.store.Schema().Resource(d.ResourceName); r != nil && n > 0 {
+				ids := make([]string, n)
+				for i, o := range outs {
+					ids[i] = o.RowID
+				}
 				rows, err := c.store.RowsByID(tx, r.Name, ids)
 				if err != nil {
 					return err
@@ -384,9 +455,6 @@ func (c *Classifier) retire(ctx context.Context, d *definition) error {
 					}
 				}
 			}
-			if err := deleteOutcomes(tx.Session(&gorm.Session{NewDB: true}), d.ResourceName, ids, d.Name); err != nil {
-				return err
-			}
 			if n < c.cfg.BatchSize {
 				return tx.Exec(`DELETE FROM herald_classifications WHERE resource_name = ? AND name = ? AND state = ?`,
 					d.ResourceName, d.Name, stateRemove).Error
@@ -394,11 +462,12 @@ func (c *Classifier) retire(ctx context.Context, d *definition) error {
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("classify: retire %s.%s: %w", d.ResourceName, d.Name, err)
+			return false, fmt.Errorf("classify: retire %s.%s: %w", d.ResourceName, d.Name, err)
 		}
 		if n < c.cfg.BatchSize {
+			d.State = ""
 			c.cfg.Logger.Info("classify: classification retired", "resource", d.ResourceName, "classification", d.Name)
-			return nil
+			return true, nil
 		}
 	}
 }

@@ -138,7 +138,15 @@ func (s *Store) Stop() {
 // (the event relay's consumers, the webhook queue) write through it, so
 // on SQLite they share the one writer connection with requests instead of
 // holding it.
-func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error { return s.w.do(ctx, fn) }
+func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error { return s.w.do(ctx, fn, false) }
+
+// WriteAlone is Write in a transaction of fn's own, never shared with
+// other writes: for background work that reads rows and must not see
+// another op's uncommitted changes in the same transaction (its hooks
+// would then count them twice).
+func (s *Store) WriteAlone(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.w.do(ctx, fn, true)
+}
 
 // DB returns the database the store runs on.
 func (s *Store) DB() *database.DB { return s.db }
@@ -551,7 +559,7 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 	if len(probs) > 0 {
 		return nil, &ValidationError{probs}
 	}
-	err = s.w.do(ctx, func(tx *gorm.DB) error {
+	err = s.Write(ctx, func(tx *gorm.DB) error {
 		for i, v := range vals {
 			if err := s.checkParents(tx, sc, r, v, prefix(i)); err != nil {
 				return err
@@ -696,7 +704,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		return nil, &ValidationError{probs}
 	}
 	var result Row
-	err = s.w.do(ctx, func(tx *gorm.DB) error {
+	err = s.Write(ctx, func(tx *gorm.DB) error {
 		old, err := s.findOne(tx, r, a, id, false, true)
 		if err != nil {
 			return err
@@ -773,7 +781,7 @@ func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) erro
 	if hard && !a.admin {
 		return fmt.Errorf("resources: hard delete is for admins: %w", models.ErrForbidden)
 	}
-	return s.w.do(ctx, func(tx *gorm.DB) error {
+	return s.Write(ctx, func(tx *gorm.DB) error {
 		return s.deleteRow(tx, sc, r, a, id, hard, map[string]bool{})
 	})
 }

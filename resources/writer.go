@@ -26,6 +26,9 @@ type writeOp struct {
 	ctx  context.Context
 	fn   func(tx *gorm.DB) error
 	done chan error
+	// alone ops get a transaction of their own (background jobs whose
+	// reads must not see, or be seen by, other ops' uncommitted rows).
+	alone bool
 }
 
 // writer is the group-commit write path. Concurrent writes queue up while
@@ -97,8 +100,8 @@ func (w *writer) stop() {
 // its cancellation: a client that hangs up must not abort other requests'
 // shared transaction. A request cancelled before its batch starts is
 // dropped.
-func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
-	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1)}
+func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error, alone bool) error {
+	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), alone: alone}
 	// The read lock spans the check and the send, so stop (which takes the
 	// write lock) cannot slip between them and leave the op unserved: an
 	// op sent before stop is drained by the loops.
@@ -119,26 +122,34 @@ func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error) error {
 
 func (w *writer) loop(stopping chan struct{}) {
 	defer w.wg.Done()
+	var carry *writeOp // an alone op met while filling a batch
 	for {
-		var first *writeOp
-		select {
-		case first = <-w.ops:
-		case <-stopping:
-			// Drain what was queued before the stop.
-			for {
-				select {
-				case op := <-w.ops:
-					w.run([]*writeOp{op})
-				default:
-					return
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-w.ops:
+			case <-stopping:
+				// Drain what was queued before the stop.
+				for {
+					select {
+					case op := <-w.ops:
+						w.run([]*writeOp{op})
+					default:
+						return
+					}
 				}
 			}
 		}
 		batch := []*writeOp{first}
 	fill:
-		for len(batch) < w.maxBatch {
+		for len(batch) < w.maxBatch && !first.alone {
 			select {
 			case op := <-w.ops:
+				if op.alone {
+					carry = op
+					break fill
+				}
 				batch = append(batch, op)
 			default:
 				break fill
