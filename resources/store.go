@@ -138,7 +138,9 @@ func (s *Store) Stop() {
 // (the event relay's consumers, the webhook queue) write through it, so
 // on SQLite they share the one writer connection with requests instead of
 // holding it.
-func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error { return s.w.do(ctx, fn, false) }
+func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.w.do(ctx, fn, false)
+}
 
 // WriteAlone is Write in a transaction of fn's own, never shared with
 // other writes: for background work that reads rows and must not see
