@@ -59,6 +59,19 @@ func TestClassifiedEventsOnStreamsAndHistory(t *testing.T) {
 			case <-time.After(300 * time.Millisecond):
 			}
 
+			// A row moved into the user's view: the update arrives (old
+			// null), the transition does not (its from was the hidden side).
+			hidden := createNote(t, env, map[string]any{"title": "short", "owner_id": "u2"})
+			patchNote(t, env, hidden, map[string]any{"owner_id": "u1", "title": "now a long title"})
+			e := user.next(t, 5*time.Second).event(t)
+			require.Equal(t, "notes.updated", e.EventType)
+			require.Nil(t, e.Data.Old)
+			select {
+			case f := <-user.frames:
+				require.Empty(t, f.Event, "no transition from the hidden side: %s", f.Data)
+			case <-time.After(300 * time.Millisecond):
+			}
+
 			r := env.Do("GET", "/v1/notes/"+id+"/history", nil, token(t, "u1", "user"))
 			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
 			var page struct {

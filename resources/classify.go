@@ -337,6 +337,13 @@ func comparisonWindow(r *Resource, fieldSide, nowSide ast.Expr) (Window, bool) {
 	return Window{Field: fid, Offset: dn.by - df.by, Slack: df.slack + dn.slack}, true
 }
 
+// maxShift bounds the shifts narrowing accepts (a time.Duration holds
+// about 292 years); expressions that shift further are scanned.
+const (
+	maxShiftYears = 200
+	maxShift      = maxShiftYears * 366 * 24 * time.Hour
+)
+
 // shift is how far an expression moves its identifier in time.
 type shift struct{ by, slack time.Duration }
 
@@ -355,11 +362,14 @@ func shifted(e ast.Expr) (string, shift, bool) {
 			if !ok || !ok2 {
 				return "", shift{}, false
 			}
+			if n < -maxShiftYears || n > maxShiftYears {
+				return "", shift{}, false // beyond a time.Duration: scan instead
+			}
 			// A year is 365 or 366 days: 365.2425 on average, off by at
 			// most a day or two over any span.
 			base.by += time.Duration(float64(n) * 365.2425 * 24 * float64(time.Hour))
 			base.slack += 2 * 24 * time.Hour
-			return id, base, true
+			return id, base, base.by.Abs() <= maxShift
 		}
 		if (fn != celop.Add && fn != celop.Subtract) || len(call.Args()) != 2 {
 			return "", shift{}, false
@@ -375,8 +385,11 @@ func shifted(e ast.Expr) (string, shift, bool) {
 		if fn == celop.Subtract {
 			d = -d
 		}
+		if d.Abs() > maxShift {
+			return "", shift{}, false
+		}
 		base.by += d
-		return id, base, true
+		return id, base, base.by.Abs() <= maxShift
 	}
 	return "", shift{}, false
 }

@@ -60,6 +60,9 @@ func TestClassificationEvalAndWindows(t *testing.T) {
 		{"score > 3", map[string]any{"score": nil}, false, false, nil}, // an error is false
 		{"meta.tier == 'gold'", map[string]any{"meta": map[string]any{"tier": "gold"}}, true, false, nil},
 		{"now.getHours() > 10", map[string]any{}, true, true, nil}, // not narrowable
+		// Shifts beyond a time.Duration are scanned, not narrowed wrong.
+		{"birth != null && birth.addYears(300) <= now", map[string]any{"birth": "1700-01-01"}, true, true, nil},
+		{"valid_until != null && valid_until + duration('2000000h') + duration('2000000h') < now", map[string]any{"valid_until": "1500-01-01T00:00:00.000000Z"}, true, true, nil},
 		{"birth != null && birth.addYears(18) <= now", map[string]any{"birth": "2008-12-01"}, true, true,
 			[]Window{{"birth", -time.Duration(18 * 365.2425 * 24 * float64(time.Hour)), 48 * time.Hour}}},
 		{"birth != null && birth.addYears(18) <= now", map[string]any{"birth": "2008-12-02"}, false, true,

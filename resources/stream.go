@@ -174,8 +174,13 @@ func (v *StreamView) Apply(e *events.Event) (events.Event, bool) {
 	if v.a.admin && len(v.fields) == 0 {
 		return out, true
 	}
-	if !v.a.admin && !(&View{a: v.a, r: v.r}).classificationReadable(e.Data.Classification) {
-		return out, false
+	if !v.a.admin && e.Data.Classification != nil {
+		// A transition's from or to says something of its side: a row
+		// moved into view must not tell what it was while hidden.
+		if (e.Data.Old != nil && !oldOK) || (e.Data.New != nil && !newOK) ||
+			!(&View{a: v.a, r: v.r}).classificationReadable(e.Data.Classification) {
+			return out, false
+		}
 	}
 	out.Data.Old, out.Data.New = nil, nil
 	if oldOK {

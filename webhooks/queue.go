@@ -90,11 +90,13 @@ type Queue struct {
 	results chan result
 	seq     atomic.Int64 // claim tokens
 
-	mu      sync.Mutex
-	live    map[string]*hook // enabled, unpaused webhooks as of the last claim round
-	lanes   map[string]*lane
-	claimed int // claimed and not yet recorded, in all lanes
-	nextDue time.Time
+	mu   sync.Mutex
+	live map[string]*hook // enabled, unpaused webhooks as of the last claim round
+	// forgotten are webhooks changed since (Forget), by when.
+	forgotten map[string]time.Time
+	lanes     map[string]*lane
+	claimed   int // claimed and not yet recorded, in all lanes
+	nextDue   time.Time
 
 	life      sync.Mutex
 	started   bool
@@ -328,6 +330,7 @@ func (q *Queue) prefetch(l *lane) int {
 func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	started := time.Now()
 	hooks, err := loadHooks(qctx, q.read, "enabled = ? AND paused = ?", true, false)
 	if err != nil {
 		return 0, err
@@ -349,6 +352,13 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 			delete(q.lanes, id)
 		}
 	}
+	for id, at := range q.forgotten {
+		if at.Before(started) {
+			delete(q.forgotten, id) // this round read the change
+		} else {
+			delete(live, id)
+		}
+	}
 	q.live = live
 	room := q.cfg.MaxClaimed - q.claimed
 	for _, h := range hooks {
@@ -364,6 +374,9 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 	if len(wants) == 0 {
 		return 0, nil
 	}
+	// When the room runs out, the webhooks first in line take it: a new
+	// order each round, so that no webhook is always last.
+	mrand.Shuffle(len(wants), func(i, j int) { wants[i], wants[j] = wants[j], wants[i] })
 	var got []claimed
 	tok := q.token()
 	err = q.write.Write(qctx, func(tx *gorm.DB) error {
@@ -373,7 +386,7 @@ func (q *Queue) claim(ctx, out context.Context) (int, error) {
 		// more webhooks than MaxClaimed/MaxPrefetch, the last ones never
 		// got a claim).
 		left := room
-		for _, w := range wants {
+		for _, w := range wants { // in a new random order each round (below)
 			n := min(w.n, left)
 			if n <= 0 {
 				break
@@ -495,7 +508,10 @@ func (q *Queue) handOff(cs []claimed) {
 		q.live = map[string]*hook{}
 	}
 	for _, c := range cs {
-		if c.h != nil && (q.live[c.h.ID] == nil || q.live[c.h.ID].UpdatedAt.Before(c.h.UpdatedAt)) {
+		if c.h == nil {
+			continue
+		}
+		if _, gone := q.forgotten[c.h.ID]; !gone && (q.live[c.h.ID] == nil || q.live[c.h.ID].UpdatedAt.Before(c.h.UpdatedAt)) {
 			q.live[c.h.ID] = c.h
 		}
 	}
@@ -992,6 +1008,13 @@ FROM v WHERE herald_deliveries.id = v.id AND herald_deliveries.claimed_by = v.to
 func (q *Queue) Forget(id string) {
 	q.mu.Lock()
 	delete(q.live, id)
+	if q.forgotten == nil {
+		q.forgotten = map[string]time.Time{}
+	}
+	// Until a claim round that read the webhooks after now: a hand-off
+	// of deliveries the dispatcher rendered before the change must not
+	// bring the old settings back.
+	q.forgotten[id] = time.Now()
 	q.mu.Unlock()
 	q.Wake()
 }

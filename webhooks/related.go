@@ -96,7 +96,11 @@ func resolveRelated(sc *resources.Schema, source string, entries []string, bad f
 			continue
 		}
 		seen[entry] = true
-		name, field, _ := strings.Cut(entry, ".")
+		name, field, dotted := strings.Cut(entry, ".")
+		if dotted && field == "" {
+			bad(path, "relation", fmt.Sprintf("%q: name a relation field after the dot", entry))
+			continue
+		}
 		rel := sc.Resource(name)
 		if src == nil || rel == nil {
 			bad(path, "exists", fmt.Sprintf("no resource %q", name))
@@ -202,13 +206,18 @@ func relatedRows(ctx context.Context, store *resources.Store, hooks []*hook, bat
 		}
 	}
 	for l, evs := range asked {
-		refs, err := referencedAt(ctx, store, l, evs)
-		if err != nil {
-			return nil, err
-		}
-		for _, w := range waits {
-			if w.l == l {
-				add(w.hook, w.i, refs[batch[w.i].ID]...)
+		// At most 50 changed rows a lookup: each is one LIKE of the scan.
+		for len(evs) > 0 {
+			part := evs[:min(len(evs), 50)]
+			evs = evs[len(part):]
+			refs, err := referencedAt(ctx, store, l, part)
+			if err != nil {
+				return nil, err
+			}
+			for _, w := range waits {
+				if w.l == l && slices.Contains(part, &batch[w.i]) {
+					add(w.hook, w.i, refs[batch[w.i].ID]...)
+				}
 			}
 		}
 	}
@@ -256,9 +265,36 @@ func referencedAt(ctx context.Context, store *resources.Store, l lookup, evs []*
 		if now, err = store.Referencing(tx, l.source, l.field, ids); err != nil {
 			return err
 		}
+		// Only row changes count (not manual or classified events), and
+		// only those of rows that reference a target now or whose data
+		// names one (a LIKE on the stored text, before any decoding: ids
+		// are UUIDs, with no LIKE wildcards).
+		var mentions []string
+		var args []any
+		for _, refs := range now {
+			for _, id := range refs {
+				args = append(args, id)
+			}
+		}
+		cond := "resource_id IN ?"
+		if len(args) == 0 {
+			cond = "1 = 0"
+		}
+		for range ids {
+			mentions = append(mentions, "data LIKE ?")
+		}
+		where := "resource_name = ? AND event_type IN ? AND id > ? AND (" + cond + " OR " + strings.Join(mentions, " OR ") + ")"
+		types := []string{l.source + "." + events.OpCreated, l.source + "." + events.OpUpdated, l.source + "." + events.OpDeleted}
 		for after := from; ; {
+			q := []any{l.source, types, after}
+			if len(args) > 0 {
+				q = append(q, args)
+			}
+			for _, id := range ids {
+				q = append(q, "%"+id+"%")
+			}
 			var rows []models.Event
-			if err := tx.Where("resource_name = ? AND id > ?", l.source, after).Order("id").Limit(1000).Find(&rows).Error; err != nil {
+			if err := tx.Where(where, q...).Order("id").Limit(1000).Find(&rows).Error; err != nil {
 				return fmt.Errorf("webhooks: events after %d: %w", after, err)
 			}
 			for i := range rows {

@@ -279,6 +279,7 @@ func TestRelatedAndClassificationRefused(t *testing.T) {
 		{map[string]any{"resource": "customers", "related": []string{"orders.total"}}, "related[0]"},
 		{map[string]any{"resource": "*", "related": []string{"orders"}}, "related"},
 		{map[string]any{"resource": "customers", "related": []string{"orders", "orders"}}, "related[1]"},
+		{map[string]any{"resource": "customers", "related": []string{"orders."}}, "related[0]"},
 		{map[string]any{"resource": "customers", "classification": map[string]any{"name": "nope"}}, "classification.name"},
 		{map[string]any{"resource": "customers", "classification": map[string]any{"name": "is_pro", "from": "maybe"}}, "classification.from"},
 		{map[string]any{"resource": "customers", "classification": map[string]any{"name": "is_pro", "from": "true", "to": "true"}}, "classification.to"},
