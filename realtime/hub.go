@@ -304,8 +304,21 @@ func (h *Hub) reap(caller string) {
 // call, which it returns (Serve replays what came before).
 func (h *Hub) Subscribe(caller string, st *Stream) (*Sub, int64, error) {
 	h.mu.Lock()
-	full := h.byCaller[caller] >= h.cfg.MaxPerCaller
+	full, idle := h.byCaller[caller] >= h.cfg.MaxPerCaller, len(h.subs) == 0
 	h.mu.Unlock()
+	// While nobody listened the hub did not follow the log: the first
+	// subscriber starts at its end. An event committed after this read is
+	// tailed and sent live; one before it is in the past (Serve replays
+	// it when the stream resumes from an earlier id).
+	var end int64
+	if idle {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := h.read.WithContext(ctx).Model(&models.Event{}).Select("COALESCE(MAX(id), 0)").Scan(&end).Error
+		cancel()
+		if err != nil {
+			return nil, 0, fmt.Errorf("realtime: read the log's end: %w", err)
+		}
+	}
 	if full {
 		h.reap(caller) // streams whose clients went away do not count
 	}
@@ -320,6 +333,9 @@ func (h *Hub) Subscribe(caller string, st *Stream) (*Sub, int64, error) {
 	case h.byCaller[caller] >= h.cfg.MaxPerCaller:
 		h.m.refused.WithLabelValues("caller").Inc()
 		return nil, 0, &LimitError{fmt.Sprintf("this caller has its maximum of %d streams", h.cfg.MaxPerCaller)}
+	}
+	if len(h.subs) == 0 && end > h.head {
+		h.head = end
 	}
 	s := &Sub{caller: caller, stream: st, hub: h}
 	h.subs[s] = struct{}{}
@@ -451,21 +467,9 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 		head, idle := h.head, len(h.subs) == 0
 		h.mu.Unlock()
 		if idle {
-			// Nobody listens: move the head without reading or decoding
-			// the events. A subscriber that arrives meanwhile stops the
-			// skip (checked under the lock that subscribing takes), and
-			// one that arrives after it replays from the log up to the
-			// head it finds.
-			skipped, more, err := h.skip(ctx, head)
-			if err != nil {
-				return err
-			}
-			if skipped {
-				if !more {
-					return nil
-				}
-				continue
-			}
+			// Nobody listens: nothing to read or decode. The first
+			// subscriber moves the head to the log's end (Subscribe).
+			return nil
 		}
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		var rows []models.Event
@@ -491,29 +495,6 @@ func (h *Hub) tail(ctx context.Context) (err error) {
 		}
 	}
 	return nil
-}
-
-// skip moves the head over the next batch of events when there is still
-// no subscriber: skipped is false when one arrived (the caller reads the
-// batch instead), more tells whether a full batch was skipped.
-func (h *Hub) skip(ctx context.Context, head int64) (skipped, more bool, err error) {
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var ids []int64
-	if err := h.read.WithContext(qctx).Model(&models.Event{}).Where("id > ?", head).Order("id").
-		Limit(h.cfg.BatchSize).Pluck("id", &ids).Error; err != nil {
-		return false, false, err
-	}
-	if len(ids) == 0 {
-		return true, false, nil
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.subs) > 0 || h.head != head {
-		return false, false, nil
-	}
-	h.head = ids[len(ids)-1]
-	return true, len(ids) == h.cfg.BatchSize, nil
 }
 
 // broadcast hands it to every subscriber that wants it (a nil item, the
