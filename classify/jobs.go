@@ -288,7 +288,7 @@ func (c *Classifier) backfill(ctx context.Context, d *definition, until time.Tim
 		}
 		var n, t int
 		var next definition
-		began := time.Now()
+		began, writes := time.Now(), c.store.Writes()
 		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
 			rows, err := c.store.ScanLive(tx, r.Name, d.Cursor, c.cfg.BatchSize, nil, time.Time{}, time.Time{})
 			if err != nil {
@@ -311,7 +311,7 @@ func (c *Classifier) backfill(ctx context.Context, d *definition, until time.Tim
 		}
 		*d = next
 		total, moved = total+n, moved+t
-		pace(ctx, time.Since(began))
+		c.pace(ctx, time.Since(began), writes)
 	}
 	c.cfg.Logger.Info("classify: every row evaluated", "resource", d.ResourceName, "classification", d.Name,
 		"rows in the last slice", total, "transitions", moved, "duration", time.Since(started).Round(time.Millisecond).String())
@@ -411,12 +411,17 @@ func (c *Classifier) evaluateTime(ctx context.Context, d *definition, renewed *t
 	}
 }
 
-// pace waits as long as a background batch took, so that re-evaluating
-// a large table holds the write path (SQLite's one writer connection,
-// PostgreSQL's position lock) at most half the time: writers slow down
-// while it runs but are never starved (measured: creates at 0.20x of
-// their rate during an unpaced re-evaluation on SQLite).
-func pace(ctx context.Context, took time.Duration) {
+// pace waits as long as a background batch took when other writes came
+// in meanwhile,
+// so that re-evaluating a large table holds a busy write path (SQLite's
+// one writer connection, PostgreSQL's position lock) at most half the
+// time: writers slow down while it runs but are never starved (measured:
+// creates at 0.20x of their rate during an unpaced re-evaluation on
+// SQLite). On an idle write path it goes on at once.
+func (c *Classifier) pace(ctx context.Context, took time.Duration, writesBefore uint64) {
+	if c.store.Writes() == writesBefore { // no request wrote meanwhile
+		return
+	}
 	t := time.NewTimer(min(took, time.Second))
 	defer t.Stop()
 	select {
@@ -444,7 +449,7 @@ func (c *Classifier) retire(ctx context.Context, d *definition, until time.Time)
 			return false, nil
 		}
 		var n int
-		began := time.Now()
+		began, writes := time.Now(), c.store.Writes()
 		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
 			var outs []struct {
 				RowID   string
@@ -481,7 +486,7 @@ RETURNING row_id, outcome`, d.ResourceName, d.Name, d.ResourceName, d.Name, c.cf
 		if err != nil {
 			return false, fmt.Errorf("classify: retire %s.%s: %w", d.ResourceName, d.Name, err)
 		}
-		pace(ctx, time.Since(began))
+		c.pace(ctx, time.Since(began), writes)
 		if n < c.cfg.BatchSize {
 			d.State = ""
 			c.cfg.Logger.Info("classify: classification retired", "resource", d.ResourceName, "classification", d.Name)

@@ -72,6 +72,8 @@ type Store struct {
 	state atomic.Pointer[schemaState]
 	check *validator.Validate
 	w     *writer
+	// apiWrites counts Create, Update and Delete calls (Writes).
+	apiWrites atomic.Uint64
 
 	mu          sync.Mutex
 	stopRefresh chan struct{}
@@ -139,6 +141,17 @@ func (s *Store) Stop() {
 // on SQLite they share the one writer connection with requests instead of
 // holding it.
 func (s *Store) Write(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	return s.w.do(ctx, fn, false)
+}
+
+// Writes counts the API's writes (creates, updates, deletes) so far: a
+// background job that sees some arrive during its batch pauses before the
+// next one.
+func (s *Store) Writes() uint64 { return s.apiWrites.Load() }
+
+// write is Write for the API's own writes, counted for Writes.
+func (s *Store) write(ctx context.Context, fn func(tx *gorm.DB) error) error {
+	s.apiWrites.Add(1)
 	return s.w.do(ctx, fn, false)
 }
 
@@ -561,7 +574,7 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 	if len(probs) > 0 {
 		return nil, &ValidationError{probs}
 	}
-	err = s.Write(ctx, func(tx *gorm.DB) error {
+	err = s.write(ctx, func(tx *gorm.DB) error {
 		for i, v := range vals {
 			if err := s.checkParents(tx, sc, r, v, prefix(i)); err != nil {
 				return err
@@ -706,7 +719,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		return nil, &ValidationError{probs}
 	}
 	var result Row
-	err = s.Write(ctx, func(tx *gorm.DB) error {
+	err = s.write(ctx, func(tx *gorm.DB) error {
 		old, err := s.findOne(tx, r, a, id, false, true)
 		if err != nil {
 			return err
@@ -783,7 +796,7 @@ func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) erro
 	if hard && !a.admin {
 		return fmt.Errorf("resources: hard delete is for admins: %w", models.ErrForbidden)
 	}
-	return s.Write(ctx, func(tx *gorm.DB) error {
+	return s.write(ctx, func(tx *gorm.DB) error {
 		return s.deleteRow(tx, sc, r, a, id, hard, map[string]bool{})
 	})
 }
