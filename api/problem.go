@@ -52,6 +52,7 @@ func toProblem(err error) (*Problem, bool) {
 		mbe  *http.MaxBytesError
 		body *bodyError
 		eqe  *events.QueryError
+		qse  *queryStringError
 		wbe  *webhooks.BodyError
 		le   *realtime.LimitError
 	)
@@ -76,6 +77,10 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.As(err, &se):
 		pr := newProblem(http.StatusUnprocessableEntity, "invalid-schema", "Invalid schema", "the schema has errors")
 		pr.Errors = se.Problems
+		return pr, false
+	case errors.As(err, &qse):
+		pr := newProblem(http.StatusBadRequest, "bad-query", "Bad query string", qse.Error())
+		pr.Errors = []resources.Problem{{Field: "", Rule: "query", Message: qse.msg}}
 		return pr, false
 	case errors.As(err, &qe):
 		pr := newProblem(http.StatusBadRequest, "bad-query", "Bad query parameter", qe.Error())
@@ -115,12 +120,14 @@ func toProblem(err error) (*Problem, bool) {
 		return newProblem(http.StatusForbidden, "forbidden", "Forbidden", "this role may not do that"), false
 	case errors.Is(err, models.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", "Conflict", "the write conflicts with existing data"), false
+	case errors.Is(err, resources.ErrOutcomeUnknown):
+		// Before the deadline case: a COMMIT that timed out wraps the
+		// deadline too, and "retry" would duplicate a saved write.
+		return newProblem(http.StatusServiceUnavailable, "outcome-unknown", "Service unavailable",
+			"the database connection failed while committing; the write may have been saved, check before retrying"), false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
 			"the request was cancelled before it finished; retry"), false
-	case errors.Is(err, resources.ErrOutcomeUnknown):
-		return newProblem(http.StatusServiceUnavailable, "outcome-unknown", "Service unavailable",
-			"the database connection failed while committing; the write may have been saved, check before retrying"), false
 	case errors.Is(err, resources.ErrBusy):
 		return newProblem(http.StatusServiceUnavailable, "busy", "Service unavailable", "the write kept meeting concurrent writes; retry"), false
 	case errors.Is(err, resources.ErrStopped):

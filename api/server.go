@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/google/uuid"
@@ -115,7 +116,7 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	}
 	s.e.IPExtractor = s.ipExtractor()
 	s.e.Pre(accessTokenMiddleware)
-	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware)
+	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware, inputMiddleware)
 	if len(cfg.CORSOrigins) > 0 {
 		s.e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
@@ -185,6 +186,37 @@ func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		return next(c)
 	}
 }
+
+// inputMiddleware refuses, before anything else happens, a query string
+// that does not parse (a bad escape, a ';', more parameters than Go's
+// parser takes): url.Values would silently drop what follows, so a list
+// would come back unfiltered and an import's dryRun could be lost. It
+// also writes UUIDs in the path in their canonical lower-case form, the
+// form ids are stored in (SQLite compares text; PostgreSQL's uuid type
+// did not care).
+func inputMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+			return &queryStringError{err.Error()}
+		}
+		names, vals := c.ParamNames(), c.ParamValues()
+		for i, n := range names {
+			if i < len(vals) && (n == "id" || n == "eventId") && len(vals[i]) == 36 {
+				if u, err := uuid.Parse(vals[i]); err == nil {
+					vals[i] = u.String()
+				}
+			}
+		}
+		c.SetParamValues(vals...)
+		return next(c)
+	}
+}
+
+// queryStringError is a query string that does not parse (400).
+type queryStringError struct{ msg string }
+
+// Error implements error.
+func (e *queryStringError) Error() string { return "the query string does not parse: " + e.msg }
 
 func requestID(c echo.Context) string {
 	id, _ := c.Get("requestId").(string)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,26 @@ type PageMeta struct {
 	Next *string `json:"next"`
 }
 
+// queryParams are the audit API's parameters.
+var queryParams = []string{"resource", "type", "resourceId", "userId", "since", "until", "after", "limit"}
+
 // ParseQuery reads the audit API's parameters.
 func ParseQuery(v url.Values) (Query, error) {
+	// Unknown parameters are refused, as on resource lists: a misspelt
+	// filter (?resourceName=x) must not answer every event.
+	names := make([]string, 0, len(v))
+	for k := range v {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if !slices.Contains(queryParams, k) {
+			return Query{}, &QueryError{k, "unknown parameter (known: " + strings.Join(queryParams, ", ") + ")"}
+		}
+		if len(v[k]) > 1 {
+			return Query{}, &QueryError{k, "given more than once"}
+		}
+	}
 	q := Query{Resource: v.Get("resource"), Type: v.Get("type"), ResourceID: v.Get("resourceId"), UserID: v.Get("userId"), Limit: 100}
 	var err error
 	for _, p := range []struct {

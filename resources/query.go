@@ -249,6 +249,12 @@ func encodeCursor(sort []SortKey, row Row) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// trailingData tells whether anything but white space follows the value
+// dec decoded from doc (Decoder.More misses a stray "}" or "]").
+func trailingData(doc []byte, dec *json.Decoder) bool {
+	return len(bytes.TrimSpace(doc[dec.InputOffset():])) > 0
+}
+
 func decodeCursor(sort []SortKey, s string) ([]any, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
@@ -257,7 +263,7 @@ func decodeCursor(sort []SortKey, s string) ([]any, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var vals []any
-	if err := dec.Decode(&vals); err != nil || dec.More() || len(vals) != len(sort) {
+	if err := dec.Decode(&vals); err != nil || trailingData(raw, dec) || len(vals) != len(sort) {
 		return nil, fmt.Errorf("malformed cursor, or one made for another _sort")
 	}
 	for i, k := range sort {

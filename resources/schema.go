@@ -162,7 +162,7 @@ func ParseSchema(doc []byte) (*Schema, error) {
 		if err := dec.Decode(&s); err != nil {
 			return nil, &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: err.Error()}}}
 		}
-		if dec.More() {
+		if trailingData(trimmed, dec) {
 			return nil, &SchemaError{[]Problem{{Field: "", Rule: "syntax", Message: "data after the JSON document"}}}
 		}
 	} else if err := unmarshalYAML(doc, &s); err != nil {

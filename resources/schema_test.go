@@ -1,6 +1,7 @@
 package resources
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -509,5 +510,25 @@ resources:
 			}
 			require.Equal(t, wantDestructive, destructive)
 		})
+	}
+}
+
+func TestSchemaJSONTrailingData(t *testing.T) {
+	for _, doc := range []string{`{"resources":[]}}`, `{"resources":[]}]`, `{"resources":[]} {}`} {
+		_, err := ParseSchema([]byte(doc))
+		require.ErrorContains(t, err, "data after the JSON document", doc)
+	}
+	_, err := ParseSchema([]byte("{\"resources\":[]}\n"))
+	require.NoError(t, err)
+}
+
+func TestCursorTrailingData(t *testing.T) {
+	sort := []SortKey{{Field: systemFields[ColID]}}
+	good := base64.RawURLEncoding.EncodeToString([]byte(`["01a23456-0000-7000-8000-000000000001"]`))
+	_, err := decodeCursor(sort, good)
+	require.NoError(t, err)
+	for _, raw := range []string{`["01a23456-0000-7000-8000-000000000001"]]`, `["01a23456-0000-7000-8000-000000000001"]}`} {
+		_, err := decodeCursor(sort, base64.RawURLEncoding.EncodeToString([]byte(raw)))
+		require.Error(t, err, raw)
 	}
 }
