@@ -48,10 +48,10 @@ type writer struct {
 	log      *slog.Logger
 
 	ops      chan *writeOp
-	mu        sync.RWMutex
-	stopping  chan struct{}
-	wg        sync.WaitGroup
-	started   bool
+	mu       sync.RWMutex
+	stopping chan struct{}
+	wg       sync.WaitGroup
+	started  bool
 }
 
 // TxHook wraps every write transaction: it may return a derived handle
