@@ -273,3 +273,34 @@ func TestQueryStringsAndPathIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestValuesPostgreSQLCannotStore: the inputs PostgreSQL used to answer
+// 500 (SQLite accepted them) get the same 4xx on both engines and write
+// nothing.
+func TestValuesPostgreSQLCannotStore(t *testing.T) {
+	long := strings.Repeat("é", 1500) // 3,000 bytes
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, shopSchema)
+			runSteps(t, env, []step{
+				{name: "NUL in a string", method: "POST", path: "/v1/customers", status: 422,
+					body: `{"name":"A\u0000da","email":"ada@example.com"}`, contains: []string{`"field":"name"`, "NUL"}},
+				{name: "NUL in json", method: "POST", path: "/v1/products", status: 422,
+					body: `{"sku":"ABC","price":1,"meta":{"k":"v\u0000"}}`, contains: []string{`"field":"meta"`, "NUL"}},
+				{name: "NUL in a filter", method: "GET", path: "/v1/customers?name=A%00", status: 400, contains: []string{"NUL"}},
+				{name: "NUL in a like filter", method: "GET", path: "/v1/customers?name__like=A%00", status: 400},
+				{name: "year 0 datetime", method: "POST", path: "/v1/orders", status: 422,
+					body: `{"customer_id":"01a23456-0000-7000-8000-000000000001","quantity":1,"placed_at":"0000-01-01T00:00:00Z"}`,
+					contains: []string{`"field":"placed_at"`, "year"}},
+				{name: "year 0 date", method: "POST", path: "/v1/customers", status: 422,
+					body: `{"name":"Ada","email":"ada@example.com","born":"0000-06-01"}`, contains: []string{`"field":"born"`, "year"}},
+				{name: "year 0 in a filter", method: "GET", path: "/v1/orders?placed_at__gt=0000-01-01T00:00:00Z", status: 400},
+				{name: "3 KB in a filterable field", method: "POST", path: "/v1/customers", status: 422,
+					body: `{"name":"` + long + `","email":"ada@example.com"}`, contains: []string{`"field":"name"`, "2000 bytes"}},
+				{name: "3 KB in a filter", method: "GET", path: "/v1/customers?name=" + long, status: 400},
+				{name: "nothing was written", method: "GET", path: "/v1/_events", status: 200, contains: []string{`"data":[]`}},
+			})
+		})
+	}
+}

@@ -152,6 +152,9 @@ func parseFilter(f *Field, op, v string) (Filter, error) {
 		if f.Type != TypeString && f.Type != TypeText && f.Type != TypeEnum {
 			return flt, fmt.Errorf("%s applies to string, text and enum fields", op)
 		}
+		if strings.ContainsRune(v, 0) {
+			return flt, errNUL
+		}
 		flt.Value = v
 		return flt, nil
 	case "in":

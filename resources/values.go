@@ -1,6 +1,7 @@
 package resources
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,12 @@ func (f *Field) coerce(v any) (any, error) {
 		s, ok := v.(string)
 		if !ok {
 			return nil, errors.New("must be a string")
+		}
+		if strings.ContainsRune(s, 0) {
+			return nil, errNUL
+		}
+		if len(s) > maxIndexedBytes && (f.Unique || f.Sortable || f.Filterable) {
+			return nil, fmt.Errorf("must be at most %d bytes in a unique, sortable or filterable field", maxIndexedBytes)
 		}
 		return s, nil
 	case TypeEnum:
@@ -91,6 +98,9 @@ func (f *Field) coerce(v any) (any, error) {
 			if err != nil {
 				return nil, errors.New("must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z")
 			}
+			if y := p.UTC().Year(); y < 1 || y > 9999 {
+				return nil, errYear
+			}
 			return p.UTC().Truncate(time.Microsecond), nil
 		}
 		return nil, errors.New("must be an RFC 3339 date-time string")
@@ -99,8 +109,12 @@ func (f *Field) coerce(v any) (any, error) {
 		if !ok {
 			return nil, errors.New("must be a date string YYYY-MM-DD")
 		}
-		if _, err := time.Parse(DateFormat, s); err != nil {
+		d, err := time.Parse(DateFormat, s)
+		if err != nil {
 			return nil, errors.New("must be a date string YYYY-MM-DD")
+		}
+		if d.Year() < 1 {
+			return nil, errYear
 		}
 		return s, nil
 	case TypeJSON:
@@ -108,12 +122,29 @@ func (f *Field) coerce(v any) (any, error) {
 		if err != nil {
 			return nil, errors.New("must be JSON")
 		}
+		if bytes.Contains(b, []byte(`\u0000`)) {
+			return nil, errNUL
+		}
 		var out any
 		_ = json.Unmarshal(b, &out)
 		return out, nil
 	}
 	return nil, fmt.Errorf("unsupported type %q", f.Type)
 }
+
+// Values PostgreSQL cannot store are refused on both engines, so that the
+// same input gets the same answer on either:
+//   - NUL (U+0000) in a string or JSON value (PostgreSQL text and jsonb
+//     cannot hold it: SQLSTATE 22021, 22P05);
+//   - years outside 1 to 9999;
+//   - more than maxIndexedBytes in a unique, sortable or filterable string
+//     (a B-tree index entry is at most about 2,700 bytes on PostgreSQL).
+var (
+	errNUL  = errors.New("must not contain the NUL character (U+0000)")
+	errYear = errors.New("must have a year from 1 to 9999")
+)
+
+const maxIndexedBytes = 2000
 
 // toFloat reads a JSON number in any of its decoded forms.
 func toFloat(v any) (float64, bool) {
