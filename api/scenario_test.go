@@ -291,7 +291,7 @@ func TestValuesPostgreSQLCannotStore(t *testing.T) {
 				{name: "NUL in a filter", method: "GET", path: "/v1/customers?name=A%00", status: 400, contains: []string{"NUL"}},
 				{name: "NUL in a like filter", method: "GET", path: "/v1/customers?name__like=A%00", status: 400},
 				{name: "year 0 datetime", method: "POST", path: "/v1/orders", status: 422,
-					body: `{"customer_id":"01a23456-0000-7000-8000-000000000001","quantity":1,"placed_at":"0000-01-01T00:00:00Z"}`,
+					body:     `{"customer_id":"01a23456-0000-7000-8000-000000000001","quantity":1,"placed_at":"0000-01-01T00:00:00Z"}`,
 					contains: []string{`"field":"placed_at"`, "year"}},
 				{name: "year 0 date", method: "POST", path: "/v1/customers", status: 422,
 					body: `{"name":"Ada","email":"ada@example.com","born":"0000-06-01"}`, contains: []string{`"field":"born"`, "year"}},
