@@ -304,3 +304,28 @@ func TestValuesPostgreSQLCannotStore(t *testing.T) {
 		})
 	}
 }
+
+// TestDryRunRunsTheImportsChecks: a dry run answers what the import would
+// answer, and changes nothing.
+func TestDryRunRunsTheImportsChecks(t *testing.T) {
+	required := strings.Replace(shopSchema, "      - {name: body, type: text}\n",
+		"      - {name: body, type: text}\n      - {name: stars, type: integer, required: true}\n", 1)
+	engineName := shopSchema + "  - name: sqlite_x\n    fields:\n      - {name: a, type: string}\n"
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, shopSchema)
+			runSteps(t, env, []step{
+				{name: "a review", method: "POST", path: "/v1/reviews", body: `{"body":"fine"}`, status: 201},
+				{name: "dry run: new required field on a table with rows", method: "POST", path: "/v1/_registry/import?dryRun=true",
+					body: required, status: 409, contains: []string{"stars"}},
+				{name: "the import says the same", method: "POST", path: "/v1/_registry/import", body: required, status: 409},
+				{name: "dry run: an engine's reserved name", method: "POST", path: "/v1/_registry/import?dryRun=true",
+					body: engineName, status: 422, contains: []string{"sqlite_"}},
+				{name: "dry run of a good change", method: "POST", path: "/v1/_registry/import?dryRun=true",
+					body: strings.Replace(required, "required: true}", "}", 1), status: 200, contains: []string{`"applied":false`, `"addField"`}},
+				{name: "nothing applied", method: "GET", path: "/v1/_registry", status: 200, absent: []string{"stars", "sqlite_x"}},
+			})
+		})
+	}
+}

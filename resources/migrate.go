@@ -404,9 +404,6 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 		if res.Changes == nil {
 			res.Changes = []Change{}
 		}
-		if dryRun {
-			return errDryRun
-		}
 		if d := plan.Destructive(); len(d) > 0 && !allowDestructive {
 			return &DestructiveError{Changes: d}
 		}
@@ -428,6 +425,12 @@ func (s *Store) Apply(ctx context.Context, to *Schema, allowDestructive, dryRun 
 			if len(bad) > 0 {
 				return fmt.Errorf("resources: migration leaves %d rows with dangling relations: %w", len(bad), models.ErrConflict)
 			}
+		}
+		if dryRun {
+			// Everything the import would do has run and passed, in this
+			// transaction: roll it back. (Returning before the checks
+			// said "applies" for imports that then failed.)
+			return errDryRun
 		}
 		doc, err := json.Marshal(to)
 		if err != nil {

@@ -224,8 +224,11 @@ func (s *Schema) Validate() error {
 			continue
 		}
 		path := fmt.Sprintf("resources[%d]", i)
-		if !nameRE.MatchString(r.Name) || strings.HasPrefix(r.Name, "herald_") {
-			add(path+".name", "pattern", "resource name %q must match ^[a-z][a-z0-9_]{0,62}$ and not start with herald_", r.Name)
+		if !nameRE.MatchString(r.Name) || strings.HasPrefix(r.Name, "herald_") || strings.HasPrefix(r.Name, "sqlite_") ||
+			strings.HasPrefix(r.Name, "pg_") {
+			// sqlite_ and pg_ are the engines' own prefixes (SQLite refuses
+			// to create such a table; PostgreSQL reserves pg_ for its catalog).
+			add(path+".name", "pattern", "resource name %q must match ^[a-z][a-z0-9_]{0,62}$ and not start with herald_, sqlite_ or pg_", r.Name)
 		} else if byName[r.Name] != nil {
 			add(path+".name", "unique", "resource %q is declared twice", r.Name)
 		} else {
