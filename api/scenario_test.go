@@ -329,3 +329,39 @@ func TestDryRunRunsTheImportsChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestProblemsAreStableAndExact: a 422 lists its problems in the same
+// order every time (what does not parse, by schema order then unknown keys
+// alphabetically, then the rules each value breaks), a field of the
+// wrong type is not also "required", and a unique violation in a bulk
+// create names the item.
+func TestProblemsAreStableAndExact(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, shopSchema)
+			body := `{"zeta":1,"tier":"gold","email":5,"name":"A","alpha":2}`
+			var first string
+			for i := range 20 {
+				r := env.Admin("POST", "/v1/customers", body)
+				require.Equal(t, 422, r.Status)
+				var p struct{ Errors []struct{ Field, Rule string } }
+				require.NoError(t, json.Unmarshal(r.Body, &p))
+				var got []string
+				for _, e := range p.Errors {
+					got = append(got, e.Field+":"+e.Rule)
+				}
+				require.Equal(t, []string{"email:type", "tier:type", "alpha:unknown", "zeta:unknown", "name:minLength"}, got)
+				if i == 0 {
+					first = string(r.Body)
+				}
+			}
+			require.NotContains(t, first, `"rule":"required"`)
+			runSteps(t, env, []step{
+				{name: "a product", method: "POST", path: "/v1/products", body: `{"sku":"ABC","price":1}`, status: 201},
+				{name: "bulk with a taken sku", method: "POST", path: "/v1/products", status: 409,
+					body: `[{"sku":"XYZ","price":1},{"sku":"ABC","price":2}]`, contains: []string{`"field":"[1].sku"`, `"rule":"unique"`}},
+			})
+		})
+	}
+}

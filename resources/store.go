@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -580,7 +581,7 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 				return err
 			}
 			if err := tx.Table(r.Name).Create(s.dbValues(r, v)).Error; err != nil {
-				return s.mapWriteError(tx, r, v, err)
+				return withPrefix(s.mapWriteError(tx, r, v, err), prefix(i))
 			}
 		}
 		return nil
@@ -599,7 +600,9 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 func (s *Store) prepareCreate(r *Resource, a *access, obj map[string]any, now time.Time) (map[string]any, []Problem) {
 	vals := map[string]any{}
 	var probs []Problem
-	for k, v := range obj {
+	bad := map[string]bool{} // sent with a wrong type: no "required" as well
+	for _, k := range orderedKeys(r, obj) {
+		v := obj[k]
 		if k == ColID {
 			cv, err := r.Column(ColID).coerce(v)
 			if err != nil || cv == nil {
@@ -608,15 +611,23 @@ func (s *Store) prepareCreate(r *Resource, a *access, obj map[string]any, now ti
 			vals[ColID] = cv
 			continue
 		}
-		probs = append(probs, s.coerceInto(r, a, vals, k, v)...)
+		p := s.coerceInto(r, a, vals, k, v)
+		if len(p) > 0 {
+			bad[k] = true
+		}
+		probs = append(probs, p...)
 	}
 	probs = append(probs, a.applyChecks(vals)...)
 	for _, f := range r.Fields {
-		if _, ok := vals[f.Name]; !ok {
+		if _, ok := vals[f.Name]; !ok && !bad[f.Name] {
 			vals[f.Name] = f.Default
 		}
 	}
-	probs = append(probs, s.validateRecord(r, vals)...)
+	for _, p := range s.validateRecord(r, vals) {
+		if !bad[p.Field] {
+			probs = append(probs, p)
+		}
+	}
 	if vals[ColID] == nil {
 		vals[ColID] = uuid.Must(uuid.NewV7()).String()
 	}
@@ -629,6 +640,47 @@ func (s *Store) prepareCreate(r *Resource, a *access, obj map[string]any, now ti
 }
 
 // coerceInto checks one written key and stores its canonical value.
+// withPrefix names the item of a bulk create ("[1].sku") in the problems
+// of err, as validation does.
+func withPrefix(err error, prefix string) error {
+	if prefix == "" {
+		return err
+	}
+	var ve *ValidationError
+	var ce *ConflictError
+	var probs []Problem
+	switch {
+	case errors.As(err, &ve):
+		probs = ve.Problems
+	case errors.As(err, &ce):
+		probs = ce.Problems
+	}
+	for i := range probs {
+		probs[i].Field = prefix + probs[i].Field
+	}
+	return err
+}
+
+// orderedKeys lists a body's keys in a stable order, so that a 422 lists
+// its problems the same way every time: the resource's columns in schema
+// order, then the other keys alphabetically.
+func orderedKeys(r *Resource, obj map[string]any) []string {
+	keys := make([]string, 0, len(obj))
+	for _, f := range r.Columns() {
+		if _, ok := obj[f.Name]; ok {
+			keys = append(keys, f.Name)
+		}
+	}
+	var rest []string
+	for k := range obj {
+		if r.Column(k) == nil {
+			rest = append(rest, k)
+		}
+	}
+	slices.Sort(rest)
+	return append(keys, rest...)
+}
+
 func (s *Store) coerceInto(r *Resource, a *access, vals map[string]any, k string, v any) []Problem {
 	f := r.Field(k)
 	if f == nil {
@@ -691,7 +743,8 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 	}
 	vals := map[string]any{}
 	var probs []Problem
-	for k, v := range body {
+	for _, k := range orderedKeys(r, body) {
+		v := body[k]
 		if k == ColID {
 			if v != id {
 				probs = append(probs, Problem{Field: k, Rule: "readOnly", Message: "cannot change a record's id"})
