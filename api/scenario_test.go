@@ -345,7 +345,9 @@ func TestProblemsAreStableAndExact(t *testing.T) {
 			for i := range 20 {
 				r := env.Admin("POST", "/v1/customers", body)
 				require.Equal(t, 422, r.Status)
-				var p struct{ Errors []struct{ Field, Rule string } }
+				var p struct {
+					Errors []struct{ Field, Rule string }
+				}
 				require.NoError(t, json.Unmarshal(r.Body, &p))
 				var got []string
 				for _, e := range p.Errors {
