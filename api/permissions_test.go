@@ -924,3 +924,59 @@ permissions:
 		})
 	}
 }
+
+// TestRelationToAHiddenRow: a relation must point to a row the caller may
+// read; a row hidden from it gets exactly the answer a missing one gets,
+// on create and on update, so the answer tells nothing of hidden ids.
+func TestRelationToAHiddenRow(t *testing.T) {
+	const schema = `
+resources:
+  - name: customers
+    fields:
+      - {name: name, type: string, required: true}
+      - {name: owner_id, type: string, filterable: true}
+  - name: orders
+    fields:
+      - {name: customer_id, type: relation, required: true, relation: {resource: customers}}
+      - {name: note, type: string}
+permissions:
+  - {resource: customers, role: user, action: read, filters: [{field: owner_id, operator: eq, claim: sub}]}
+  - {resource: orders, role: user, action: read}
+  - {resource: orders, role: user, action: create}
+  - {resource: orders, role: user, action: update}
+`
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, schema, func(c *app.Config) { c.JWTSecret = jwtSecret })
+			mine := env.Admin("POST", "/v1/customers", map[string]any{"name": "mine", "owner_id": "u1"}).JSON()["id"].(string)
+			theirs := env.Admin("POST", "/v1/customers", map[string]any{"name": "theirs", "owner_id": "u2"}).JSON()["id"].(string)
+			missing := "01a23456-0000-7000-8000-00000000dead"
+			u1 := signHS256(t, jwtSecret, jwt.MapClaims{"sub": "u1", "role": "user"})
+			answer := func(method, path string, body map[string]any) (int, string) {
+				r := env.Do(method, path, body, u1)
+				m := r.JSON()
+				delete(m, "requestId")
+				delete(m, "instance")
+				b, _ := json.Marshal(m)
+				return r.Status, string(b)
+			}
+			st, _ := answer("POST", "/v1/orders", map[string]any{"customer_id": mine})
+			require.Equal(t, 201, st)
+			stHidden, hidden := answer("POST", "/v1/orders", map[string]any{"customer_id": theirs})
+			stMissing, gone := answer("POST", "/v1/orders", map[string]any{"customer_id": missing})
+			require.Equal(t, 422, stHidden, hidden)
+			require.Equal(t, stMissing, stHidden)
+			require.Equal(t, gone, hidden, "a hidden row answers as a missing one")
+
+			order := env.Admin("POST", "/v1/orders", map[string]any{"customer_id": mine}).JSON()["id"].(string)
+			stHidden, hidden = answer("PATCH", "/v1/orders/"+order, map[string]any{"customer_id": theirs})
+			stMissing, gone = answer("PATCH", "/v1/orders/"+order, map[string]any{"customer_id": missing})
+			require.Equal(t, 422, stHidden, hidden)
+			require.Equal(t, stMissing, stHidden)
+			require.Equal(t, gone, hidden)
+			// The admin is not limited.
+			require.Equal(t, 201, env.Admin("POST", "/v1/orders", map[string]any{"customer_id": theirs}).Status)
+		})
+	}
+}

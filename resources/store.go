@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
+	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/models"
 )
@@ -930,13 +931,35 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 // this write commits.
 func (s *Store) checkParents(tx *gorm.DB, sc *Schema, r *Resource, vals map[string]any, prefix string) error {
 	var probs []Problem
+	ctx := tx.Statement.Context
+	admin := auth.FromContext(ctx).IsAdmin()
 	for _, f := range r.Fields {
 		v, ok := vals[f.Name]
 		if f.Type != TypeRelation || !ok || v == nil {
 			continue
 		}
 		parent := sc.Resource(f.Relation.Resource)
-		if parent == nil || !parent.SoftDelete {
+		if parent == nil {
+			continue
+		}
+		// A role that may read the parent resource must point to a row it
+		// can see, and a row hidden from it looks exactly like a missing
+		// one (else the answer would tell whether a hidden id exists). A
+		// role with no read permission on the parent at all only needs the
+		// row to exist, as in SPEC's example (users create contracts for a
+		// customer they cannot list).
+		if pa, err := s.authorize(ctx, sc, parent, ActionRead); !admin && err == nil {
+			id, _ := v.(string)
+			row, err := s.findOne(tx, parent, pa, id, false, false)
+			if err != nil {
+				return err
+			}
+			if row == nil {
+				probs = append(probs, Problem{Field: prefix + f.Name, Rule: "relation", Message: "refers to a record that does not exist"})
+			}
+			continue
+		}
+		if !parent.SoftDelete {
 			continue
 		}
 		sql := "SELECT COUNT(*) FROM " + q(parent.Name) + " WHERE " + q(ColID) + " = ? AND " + q(ColDeletedAt) + " IS NULL"
