@@ -367,3 +367,40 @@ func TestProblemsAreStableAndExact(t *testing.T) {
 		})
 	}
 }
+
+// TestHardParentSoftChildren: deleting a parent without soft delete whose
+// cascade children have soft delete, one of them already soft-deleted,
+// deletes it (it answered 404 and deleted nothing): the live child gets
+// its deleted event, and no row is left pointing at the parent.
+func TestHardParentSoftChildren(t *testing.T) {
+	const schema = `
+resources:
+  - name: vendors
+    fields:
+      - {name: name, type: string, required: true}
+  - name: invoices
+    softDelete: true
+    fields:
+      - {name: vendor_id, type: relation, required: true, relation: {resource: vendors, onDelete: cascade}}
+      - {name: total, type: number}
+`
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, schema)
+			runSteps(t, env, []step{
+				{name: "vendor", method: "POST", path: "/v1/vendors", body: `{"name":"v"}`, status: 201, save: map[string]string{"v": "id"}},
+				{name: "invoice 1", method: "POST", path: "/v1/invoices", body: `{"vendor_id":"{{v}}","total":1}`, status: 201, save: map[string]string{"i1": "id"}},
+				{name: "invoice 2", method: "POST", path: "/v1/invoices", body: `{"vendor_id":"{{v}}","total":2}`, status: 201, save: map[string]string{"i2": "id"}},
+				{name: "soft-delete invoice 1", method: "DELETE", path: "/v1/invoices/{{i1}}", status: 204},
+				{name: "delete the vendor", method: "DELETE", path: "/v1/vendors/{{v}}", status: 204},
+				{name: "the vendor is gone", method: "GET", path: "/v1/vendors/{{v}}", status: 404},
+				{name: "invoice 2 got its deleted event", method: "GET", path: "/v1/_events?type=invoices.deleted&resourceId={{i2}}", status: 200,
+					contains: []string{`"eventType":"invoices.deleted"`}},
+			})
+			var left int64
+			require.NoError(t, env.App.DB().Read.Raw("SELECT count(*) FROM invoices").Scan(&left).Error)
+			require.Zero(t, left, "no invoice is left pointing at the deleted vendor")
+		})
+	}
+}

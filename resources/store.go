@@ -897,8 +897,12 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 					Problems: []Problem{{Field: child.Name + "." + f.Name, Rule: "restrict", Message: "still refers to this record"}},
 				}
 			case Cascade:
+				// A soft delete cascades softly where the child has soft
+				// delete; a row that really goes takes its children with it,
+				// those already soft-deleted included, so that no reference
+				// is left dangling.
 				for _, cid := range ids {
-					if err := s.deleteRow(tx, sc, child, fullAccess, cid, hard || !child.SoftDelete, seen); err != nil {
+					if err := s.deleteRow(tx, sc, child, fullAccess, cid, !soft || !child.SoftDelete, seen); err != nil {
 						return err
 					}
 				}
