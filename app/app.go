@@ -79,6 +79,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*App, error) {
 		opts.Out = os.Stdout
 	}
 	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
 	db, err := database.Open(ctx, database.Config{URL: cfg.DatabaseURL, SQLiteSync: cfg.SQLiteSync})
 	if err != nil {
 		return nil, err
@@ -224,6 +227,31 @@ func (a *App) init(ctx context.Context) error {
 	}
 	if a.waker != nil {
 		a.waker.Start()
+	}
+	return nil
+}
+
+// check validates what can be validated before any side effect: the
+// token settings and the schema file. A bad one used to be reported only
+// after the database was created, the schema applied and the one-time
+// admin key printed (and lost).
+func (c Config) check() error {
+	if c.JWTSecret != "" || c.JWKSURL != "" {
+		vc := auth.VerifierConfig{Secret: c.JWTSecret, JWKSURL: c.JWKSURL, RoleClaim: c.JWTRoleClaim,
+			Audience: c.JWTAudience, Issuer: c.JWTIssuer}
+		if err := vc.Validate(); err != nil {
+			return fmt.Errorf("app: HERALD_JWT_SECRET/HERALD_JWKS_URL: %w", err)
+		}
+	}
+	doc, err := os.ReadFile(c.Schema)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && !c.SchemaExplicit:
+		return nil
+	case err != nil:
+		return fmt.Errorf("app: HERALD_SCHEMA: %w", err)
+	}
+	if _, err := resources.ParseSchema(doc); err != nil {
+		return fmt.Errorf("app: HERALD_SCHEMA %s: %w", c.Schema, err)
 	}
 	return nil
 }

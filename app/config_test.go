@@ -1,7 +1,13 @@
 package app
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -131,4 +137,38 @@ func TestLoadConfigErrorsNameTheVariable(t *testing.T) {
 func TestLoadConfigUnknownFlag(t *testing.T) {
 	_, err := LoadConfig([]string{"-no-such-flag"}, envOf(nil))
 	require.Error(t, err)
+}
+
+// TestBadSettingsBeforeAnySideEffect: a short JWT secret or a bad schema
+// file stops New before the database is created or an admin key printed.
+func TestBadSettingsBeforeAnySideEffect(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env    map[string]string
+		schema string
+		want   string
+	}{
+		"short jwt secret": {env: map[string]string{"HERALD_JWT_SECRET": "short"}, want: "HERALD_JWT_SECRET"},
+		"bad schema":       {schema: "resources:\n  - name: Bad Name\n    fields: []\n", want: "HERALD_SCHEMA"},
+		"bad expression": {schema: "resources:\n  - name: a\n    fields: [{name: n, type: integer}]\n    classifications: {c: \"n ==(\"}\n",
+			want: "classification c of a"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			env := map[string]string{"HERALD_DATABASE_URL": filepath.Join(dir, "herald.db")}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			if tc.schema != "" {
+				env["HERALD_SCHEMA"] = filepath.Join(dir, "herald.yaml")
+				require.NoError(t, os.WriteFile(env["HERALD_SCHEMA"], []byte(tc.schema), 0o600))
+			}
+			cfg, err := LoadConfig(nil, envOf(env))
+			require.NoError(t, err)
+			var out bytes.Buffer
+			_, err = New(context.Background(), cfg, Options{Out: &out, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			require.ErrorContains(t, err, tc.want)
+			require.NoFileExists(t, filepath.Join(dir, "herald.db"), "no database was created")
+			require.Empty(t, out.String(), "no admin key was printed")
+		})
+	}
 }
