@@ -235,12 +235,14 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if h := c.Request().Header.Get(echo.HeaderAuthorization); h != "" {
 			scheme, token, ok := strings.Cut(h, " ")
 			if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+				s.cfg.Logger.Debug("401: the Authorization header is not 'Bearer <token>'", "requestId", requestID(c))
 				return models.ErrUnauthorized
 			}
 			sum := sha256.Sum256([]byte(token))
 			if subtle.ConstantTimeCompare(sum[:], s.cfg.AdminKeyHash[:]) == 1 {
 				p = auth.Admin()
 			} else if s.cfg.Verifier == nil {
+				s.cfg.Logger.Debug("401: not the admin key, and no JWT verification is configured", "requestId", requestID(c))
 				return models.ErrUnauthorized
 			} else {
 				var err error
@@ -250,6 +252,8 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 						return newProblem(http.StatusServiceUnavailable, "keys-unavailable", "Service unavailable",
 							"the token's signing keys cannot be fetched right now; retry shortly")
 					}
+					// The answer stays generic; the reason is for the operator.
+					s.cfg.Logger.Debug("401: the token was refused", "requestId", requestID(c), "reason", err.Error())
 					return fmt.Errorf("api: %w: %w", models.ErrUnauthorized, err)
 				}
 			}
