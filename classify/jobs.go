@@ -437,9 +437,11 @@ const windowOverlap = time.Minute
 
 // retire emits x to null for every stored outcome of a classification
 // that is no longer declared and deletes them, then the definition, until
-// done or the deadline. The outcomes are taken by a DELETE … RETURNING,
-// so each is retired once. When the resource itself is gone, its rows
-// went without events, and so do their outcomes.
+// done or the deadline. It walks the resource's live rows by id (the
+// outcomes' key leads with the row id) and takes their outcomes by a
+// DELETE … RETURNING, so each is retired once; what is left at the end
+// (rows deleted meanwhile) goes without events. When the resource itself
+// is gone, its rows went without events, and so do their outcomes.
 func (c *Classifier) retire(ctx context.Context, d *definition, until time.Time) (bool, error) {
 	for {
 		if err := ctx.Err(); err != nil {
@@ -449,39 +451,52 @@ func (c *Classifier) retire(ctx context.Context, d *definition, until time.Time)
 			return false, nil
 		}
 		var n int
+		var next string
 		began, writes := time.Now(), c.store.Writes()
 		err := c.store.WriteAlone(ctx, func(tx *gorm.DB) error {
-			var outs []struct {
-				RowID   string
-				Outcome bool
-			}
-			if err := tx.Raw(`DELETE FROM herald_outcomes WHERE resource_name = ? AND classification = ? AND row_id IN (
-  SELECT row_id FROM herald_outcomes WHERE resource_name = ? AND classification = ? ORDER BY row_id LIMIT ?)
-RETURNING row_id, outcome`, d.ResourceName, d.Name, d.ResourceName, d.Name, c.cfg.BatchSize).Find(&outs).Error; err != nil {
-				return err
-			}
-			n = len(outs)
-			if r := c.store.Schema().Resource(d.ResourceName); r != nil && n > 0 {
-				ids := make([]string, n)
-				for i, o := range outs {
-					ids[i] = o.RowID
+			n, next = 0, ""
+			r := c.store.Schema().Resource(d.ResourceName)
+			var rows []resources.Row
+			if r != nil {
+				var err error
+				if rows, err = c.store.ScanLive(tx, r.Name, d.Cursor, c.cfg.BatchSize, nil, time.Time{}, time.Time{}); err != nil {
+					return err
 				}
-				rows, err := c.store.RowsByID(tx, r.Name, ids)
-				if err != nil {
+			}
+			n = len(rows)
+			if n > 0 {
+				byID := make(map[string]resources.Row, n)
+				ids := make([]string, n)
+				for i, row := range rows {
+					ids[i], _ = row[resources.ColID].(string)
+					byID[ids[i]] = row
+				}
+				next = ids[n-1]
+				var outs []struct {
+					RowID   string
+					Outcome bool
+				}
+				if err := tx.Raw(`DELETE FROM herald_outcomes WHERE row_id IN ? AND resource_name = ? AND classification = ?
+RETURNING row_id, outcome`, ids, d.ResourceName, d.Name).Find(&outs).Error; err != nil {
 					return err
 				}
 				for _, o := range outs {
-					row := rows[o.RowID]
+					row := byID[o.RowID]
 					if err := appendTransition(tx, nil, r.Name, o.RowID, d.Name, boolPtr(o.Outcome), nil, row, row); err != nil {
 						return err
 					}
 				}
 			}
 			if n < c.cfg.BatchSize {
+				if err := tx.Exec(`DELETE FROM herald_outcomes WHERE resource_name = ? AND classification = ?`,
+					d.ResourceName, d.Name).Error; err != nil {
+					return err
+				}
 				return tx.Exec(`DELETE FROM herald_classifications WHERE resource_name = ? AND name = ? AND state = ?`,
 					d.ResourceName, d.Name, stateRemove).Error
 			}
-			return nil
+			return tx.Exec(`UPDATE herald_classifications SET cursor = ? WHERE resource_name = ? AND name = ? AND state = ?`,
+				next, d.ResourceName, d.Name, stateRemove).Error
 		})
 		if err != nil {
 			return false, fmt.Errorf("classify: retire %s.%s: %w", d.ResourceName, d.Name, err)
@@ -492,5 +507,6 @@ RETURNING row_id, outcome`, d.ResourceName, d.Name, d.ResourceName, d.Name, c.cf
 			c.cfg.Logger.Info("classify: classification retired", "resource", d.ResourceName, "classification", d.Name)
 			return true, nil
 		}
+		d.Cursor = next
 	}
 }
