@@ -17,6 +17,8 @@ import (
 	"os"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -434,11 +436,21 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	// times out), which is what will end long-lived streams.
 	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBase()
+	// Slow and idle clients are cut off: a request must arrive within
+	// ReadTimeout (headers within 10 s), an idle keep-alive connection
+	// closes after IdleTimeout, and a response may take WriteTimeout
+	// (HERALD_WRITE_TIMEOUT plus time to queue and to send). SSE streams
+	// are taken over from the server and set their own write deadlines.
+	// The listener accepts at most MaxConns connections at once.
 	srv := &http.Server{
 		Handler:           a.server,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, a.cfg.ReadTimeout),
+		ReadTimeout:       a.cfg.ReadTimeout,
+		WriteTimeout:      3*a.cfg.WriteTimeout + 30*time.Second,
+		IdleTimeout:       a.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}
+	ln = netutil.LimitListener(ln, a.cfg.MaxConns)
 	// Streams are closed with a retry hint as the shutdown begins; Shutdown
 	// would otherwise wait for them until its timeout.
 	srv.RegisterOnShutdown(a.hub.Shutdown)

@@ -31,6 +31,9 @@ type Config struct {
 	MaxBody             int64          // HERALD_MAX_BODY, default 1MiB
 	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
 	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
+	ReadTimeout         time.Duration  // HERALD_READ_TIMEOUT, default 30s: to read a request, body included
+	IdleTimeout         time.Duration  // HERALD_IDLE_TIMEOUT, default 60s: an idle keep-alive connection
+	MaxConns            int            // HERALD_MAX_CONNS, default 20000: open connections, streams included
 	WriteTimeout        time.Duration  // HERALD_WRITE_TIMEOUT, default 10s
 	SSEMaxPerCaller     int            // HERALD_SSE_MAX_PER_CALLER, default 20
 	SSEMaxStreams       int            // HERALD_SSE_MAX_STREAMS, default 10000
@@ -159,6 +162,30 @@ var settings = []setting{
 			err = errors.New("must be from 10ms to 1m")
 		}
 		c.ClassifyInterval = d
+		return err
+	}},
+	{"HERALD_READ_TIMEOUT", "30s", "longest time to read a request, body included (a client that trickles is cut off)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.ReadTimeout = d
+		return err
+	}},
+	{"HERALD_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.IdleTimeout = d
+		return err
+	}},
+	{"HERALD_MAX_CONNS", "20000", "most open connections (SSE streams included); more wait to be accepted", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err == nil && (n < 1 || n > 1_000_000) {
+			err = errors.New("must be from 1 to 1000000")
+		}
+		c.MaxConns = n
 		return err
 	}},
 	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -155,4 +156,62 @@ func TestGracefulShutdown(t *testing.T) {
 			require.Less(t, status, 500, "a request in flight must not fail because of the shutdown: %v", out.statuses)
 		}
 	})
+}
+
+// TestSlowClientsAreCutOff: a client that trickles its body is cut off
+// after HERALD_READ_TIMEOUT and an idle keep-alive connection is closed
+// after HERALD_IDLE_TIMEOUT, while other clients are served.
+func TestSlowClientsAreCutOff(t *testing.T) {
+	cfg := newConfig(t, filepath.Join(t.TempDir(), "herald.db"), writeSchema(t, notesSchema))
+	cfg.ReadTimeout, cfg.IdleTimeout = 500*time.Millisecond, 500*time.Millisecond
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Serve(ctx, ln) }()
+	addr := ln.Addr().String()
+
+	closedWithin := func(conn net.Conn, within time.Duration) bool {
+		_ = conn.SetReadDeadline(time.Now().Add(within))
+		buf := make([]byte, 4096)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				var ne net.Error
+				return !(errors.As(err, &ne) && ne.Timeout())
+			}
+		}
+	}
+
+	// A trickling body: 1 byte every 100 ms of a 1,000-byte body.
+	trickle, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer trickle.Close()
+	_, err = fmt.Fprintf(trickle, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n", apptest.AdminKey)
+	require.NoError(t, err)
+	go func() {
+		for range 50 {
+			if _, err := trickle.Write([]byte(" ")); err != nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	// An idle keep-alive connection after one request.
+	idle, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer idle.Close()
+	_, err = fmt.Fprint(idle, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	require.NoError(t, err)
+
+	// Others are served meanwhile.
+	resp, err := http.Get("http://" + addr + "/healthz")
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+
+	require.True(t, closedWithin(trickle, 3*time.Second), "the trickling client was cut off")
+	require.True(t, closedWithin(idle, 3*time.Second), "the idle connection was closed")
 }
