@@ -287,10 +287,20 @@ type bodyError struct{ msg string }
 // Error implements error.
 func (e *bodyError) Error() string { return e.msg }
 
-// readBody reads the request body within HERALD_MAX_BODY.
+// readBody reads the request body within HERALD_MAX_BODY. A declared
+// length over it is refused before anything is read; a client that hangs
+// up mid-body gets a 400 it will not see, and is no server error.
 func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	if n := c.Request().ContentLength; n > s.cfg.MaxBody {
+		return nil, &http.MaxBytesError{Limit: s.cfg.MaxBody}
+	}
 	r := http.MaxBytesReader(c.Response(), c.Request().Body, s.cfg.MaxBody)
-	return io.ReadAll(r)
+	raw, err := io.ReadAll(r)
+	var mbe *http.MaxBytesError
+	if err != nil && !errors.As(err, &mbe) {
+		return nil, &bodyError{"the body could not be read: " + err.Error()}
+	}
+	return raw, err
 }
 
 // decodeJSON reads a JSON body; numbers stay json.Number so integers keep

@@ -1,6 +1,7 @@
 package app_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -214,4 +215,58 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 
 	require.True(t, closedWithin(trickle, 3*time.Second), "the trickling client was cut off")
 	require.True(t, closedWithin(idle, 3*time.Second), "the idle connection was closed")
+}
+
+// TestBodiesClientsGiveUpOn: a declared body over HERALD_MAX_BODY is
+// refused before it is sent, and a client that hangs up mid-body is not
+// logged as a server error.
+func TestBodiesClientsGiveUpOn(t *testing.T) {
+	cfg := newConfig(t, filepath.Join(t.TempDir(), "herald.db"), writeSchema(t, notesSchema))
+	var logs syncBuffer
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Out: io.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = a.Serve(ctx, ln) }()
+	addr := ln.Addr().String()
+
+	big, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer big.Close()
+	_, err = fmt.Fprintf(big, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
+	require.NoError(t, err)
+	_ = big.SetReadDeadline(time.Now().Add(3 * time.Second))
+	status, err := bufio.NewReader(big).ReadString('\n')
+	require.NoError(t, err, "answered before the body was sent")
+	require.Contains(t, status, " 413 ")
+
+	gone, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	_, err = fmt.Fprintf(gone, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"body\":", apptest.AdminKey)
+	require.NoError(t, err)
+	time.Sleep(100 * time.Millisecond)
+	require.NoError(t, gone.Close())
+	time.Sleep(300 * time.Millisecond)
+	require.NotContains(t, logs.String(), "level=ERROR", "a client hanging up is not a server error")
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
