@@ -5,6 +5,11 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync/atomic"
+
+	"github.com/herald-dev/herald/database"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/labstack/echo/v4"
 
@@ -125,6 +130,9 @@ func toProblem(err error) (*Problem, bool) {
 		// deadline too, and "retry" would duplicate a saved write.
 		return newProblem(http.StatusServiceUnavailable, "outcome-unknown", "Service unavailable",
 			"the database connection failed while committing; the write may have been saved, check before retrying"), false
+	case database.Unavailable(err):
+		return newProblem(http.StatusServiceUnavailable, "database-unavailable", "Service unavailable",
+			"the database cannot be reached right now; retry shortly"), false
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable",
 			"the request was cancelled before it finished; retry"), false
@@ -160,12 +168,16 @@ func slugFor(code int) string {
 
 // errorHandler is echo's single error handler: every error answer is
 // problem+json, and a 500 carries only the request id (the cause is logged).
-func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
 		}
 		p, unexpected := toProblem(err)
+		if p.Type == problemBase+"database-unavailable" {
+			db.failed(err)
+			c.Response().Header().Set("Retry-After", "1")
+		}
 		cp := *p
 		cp.RequestID = requestID(c)
 		cp.Instance = c.Request().URL.Path
@@ -184,5 +196,36 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Request().Method != http.MethodHead {
 			_ = jsonEncode(c.Response(), &cp)
 		}
+	}
+}
+
+// dbHealth logs the database's reachability once per change, instead of
+// an ERROR line per request while it is down, and counts the requests it
+// failed. It is safe for concurrent use.
+type dbHealth struct {
+	log  *slog.Logger
+	down atomic.Bool
+	// unavailable counts the requests answered database-unavailable (nil:
+	// no metrics).
+	unavailable prometheus.Counter
+}
+
+func (h *dbHealth) failed(err error) {
+	if h.unavailable != nil {
+		h.unavailable.Inc()
+	}
+	if h.down.CompareAndSwap(false, true) {
+		h.log.Error("database unavailable: answering 503 until it is back", "err", err)
+	}
+}
+
+// middleware notes the first request that reached the database again.
+func (h *dbHealth) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		err := next(c)
+		if err == nil && h.down.Load() && strings.HasPrefix(c.Request().URL.Path, "/v1/") && h.down.CompareAndSwap(true, false) {
+			h.log.Info("database available again")
+		}
+		return err
 	}
 }

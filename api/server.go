@@ -109,11 +109,16 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	}
 	s := &Server{cfg: cfg, e: echo.New(), store: store, audit: audit}
 	s.e.HideBanner, s.e.HidePort = true, true
-	s.e.HTTPErrorHandler = errorHandler(cfg.Logger)
+	db := &dbHealth{log: cfg.Logger}
+	s.e.HTTPErrorHandler = errorHandler(cfg.Logger, db)
 	if cfg.Metrics != nil {
 		s.http = newHTTPMetrics(cfg.Metrics)
 		s.e.Use(s.http.middleware)
+		db.unavailable = prometheus.NewCounter(prometheus.CounterOpts{Name: "herald_database_unavailable_total",
+			Help: "Requests answered 503 because the database could not be reached."})
+		cfg.Metrics.MustRegister(db.unavailable)
 	}
+	s.e.Use(db.middleware)
 	s.e.IPExtractor = s.ipExtractor()
 	s.e.Pre(accessTokenMiddleware)
 	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware, inputMiddleware)

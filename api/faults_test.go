@@ -1,0 +1,71 @@
+package api_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/database/dbtest"
+)
+
+// TestDatabaseUnreachable: with its PostgreSQL database refusing
+// connections (and every connection cut), requests get a 503 problem
+// with Retry-After, never a 500, and the count shows in the metrics;
+// once the database is back, requests succeed without a restart.
+func TestDatabaseUnreachable(t *testing.T) {
+	if !slices.Contains(dbtest.Kinds, database.Postgres) {
+		t.Skip("PostgreSQL is not available")
+	}
+	t.Parallel()
+	env := apptest.Start(t, database.Postgres, shopSchema)
+	u, err := url.Parse(env.Config.DatabaseURL)
+	require.NoError(t, err)
+	name := strings.TrimPrefix(u.Path, "/")
+	u.Path = "/postgres"
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, u.String())
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	set := func(allow bool) {
+		_, err := admin.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" ALLOW_CONNECTIONS "+map[bool]string{true: "true", false: "false"}[allow])
+		require.NoError(t, err)
+		if !allow {
+			_, err = admin.Exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name)
+			require.NoError(t, err)
+		}
+	}
+	r := env.Admin("POST", "/v1/customers", map[string]any{"name": "Ada", "email": "ada@example.com"})
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+
+	set(false)
+	for _, req := range []struct{ method, path string }{
+		{"GET", "/v1/customers"}, {"POST", "/v1/customers"}, {"GET", "/v1/customers"}, {"GET", "/v1/_events"},
+	} {
+		var body any
+		if req.method == "POST" {
+			body = map[string]any{"name": "Bob", "email": "bob@example.com"}
+		}
+		r := env.Admin(req.method, req.path, body)
+		require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s %s: %s", req.method, req.path, r.Body)
+		require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
+		require.NotEmpty(t, r.Header.Get("Retry-After"))
+		require.Contains(t, string(r.Body), "database-unavailable")
+	}
+	require.Contains(t, string(env.Do("GET", "/metrics", nil, "").Body), "herald_database_unavailable_total 4")
+
+	set(true)
+	require.Eventually(t, func() bool {
+		return env.Admin("POST", "/v1/customers", map[string]any{"name": "Cy", "email": "cy@example.com"}).Status == 201
+	}, 15*time.Second, 100*time.Millisecond, "writes work again without a restart")
+	require.Equal(t, 200, env.Admin("GET", "/v1/customers", nil).Status)
+}
+
