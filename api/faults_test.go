@@ -68,4 +68,3 @@ func TestDatabaseUnreachable(t *testing.T) {
 	}, 15*time.Second, 100*time.Millisecond, "writes work again without a restart")
 	require.Equal(t, 200, env.Admin("GET", "/v1/customers", nil).Status)
 }
-
