@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/herald-dev/herald/app"
 	"github.com/herald-dev/herald/app/apptest"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/database/dbtest"
@@ -67,4 +68,39 @@ func TestDatabaseUnreachable(t *testing.T) {
 		return env.Admin("POST", "/v1/customers", map[string]any{"name": "Cy", "email": "cy@example.com"}).Status == 201
 	}, 15*time.Second, 100*time.Millisecond, "writes work again without a restart")
 	require.Equal(t, 200, env.Admin("GET", "/v1/customers", nil).Status)
+}
+
+// TestFrozenTable: a table another session holds locked (a frozen
+// database, as far as these requests know) answers 503 within the
+// request's deadline instead of holding the client for as long as the
+// lock lasts.
+func TestFrozenTable(t *testing.T) {
+	if !slices.Contains(dbtest.Kinds, database.Postgres) {
+		t.Skip("PostgreSQL is not available")
+	}
+	t.Parallel()
+	env := apptest.Start(t, database.Postgres, shopSchema, func(c *app.Config) {
+		c.RequestTimeout, c.WriteTimeout = time.Second, time.Second
+	})
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, env.Config.DatabaseURL)
+	require.NoError(t, err)
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, "LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+
+	for _, req := range []struct {
+		method string
+		body   any
+	}{{"GET", nil}, {"POST", map[string]any{"name": "Ada", "email": "ada@example.com"}}} {
+		began := time.Now()
+		r := env.Admin(req.method, "/v1/customers", req.body)
+		took := time.Since(began)
+		require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s: %s", req.method, r.Body)
+		require.Less(t, took, 5*time.Second, "%s answered within its deadline", req.method)
+	}
+	require.NoError(t, tx.Rollback(ctx))
+	require.Equal(t, 201, env.Admin("POST", "/v1/customers", map[string]any{"name": "Ada", "email": "ada@example.com"}).Status)
 }

@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -42,6 +43,10 @@ type Config struct {
 	AdminKeyHash [32]byte
 	// MaxBody caps request bodies in bytes (HERALD_MAX_BODY). Default 1 MiB.
 	MaxBody int64
+	// RequestTimeout is every request's deadline, its time in the write
+	// queue and its queries included (HERALD_REQUEST_TIMEOUT), except
+	// streams and schema imports. Default 30s.
+	RequestTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Metrics is the Prometheus registry served at /metrics; HTTP metrics
@@ -95,6 +100,9 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
 	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -121,7 +129,7 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	s.e.Use(db.middleware)
 	s.e.IPExtractor = s.ipExtractor()
 	s.e.Pre(accessTokenMiddleware)
-	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware, inputMiddleware)
+	s.e.Use(s.tracingMiddleware(), s.requestIDMiddleware, inputMiddleware, s.deadlineMiddleware)
 	if len(cfg.CORSOrigins) > 0 {
 		s.e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
@@ -213,6 +221,23 @@ func inputMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 		}
 		c.SetParamValues(vals...)
+		return next(c)
+	}
+}
+
+// deadlineMiddleware gives every request RequestTimeout: a database that
+// freezes answers 503 then instead of holding the client (a read waited
+// as long as the database did). Streams and schema imports (a migration
+// of a large table) are exempt.
+func (s *Server) deadlineMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		switch c.Path() {
+		case "/v1/:resource/stream", "/v1/_events/stream", "/v1/_registry/import":
+			return next(c)
+		}
+		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)
+		defer cancel()
+		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
 }

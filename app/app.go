@@ -185,6 +185,7 @@ func (a *App) init(ctx context.Context) error {
 	apiCfg := api.Config{
 		AdminKeyHash:   keyHash,
 		MaxBody:        a.cfg.MaxBody,
+		RequestTimeout: a.cfg.RequestTimeout,
 		Logger:         a.log,
 		Ready:          a.ready,
 		Metrics:        a.metrics,

@@ -32,6 +32,7 @@ type Config struct {
 	SQLiteSync          string         // HERALD_SQLITE_SYNC: NORMAL (default) or FULL
 	ShutdownTimeout     time.Duration  // HERALD_SHUTDOWN_TIMEOUT, default 30s
 	ReadTimeout         time.Duration  // HERALD_READ_TIMEOUT, default 30s: to read a request, body included
+	RequestTimeout      time.Duration  // HERALD_REQUEST_TIMEOUT, default 30s: a request's deadline, queries and write queue included
 	IdleTimeout         time.Duration  // HERALD_IDLE_TIMEOUT, default 60s: an idle keep-alive connection
 	MaxConns            int            // HERALD_MAX_CONNS, default 20000: open connections, streams included
 	WriteTimeout        time.Duration  // HERALD_WRITE_TIMEOUT, default 10s
@@ -170,6 +171,14 @@ var settings = []setting{
 			err = errors.New("must be positive")
 		}
 		c.ReadTimeout = d
+		return err
+	}},
+	{"HERALD_REQUEST_TIMEOUT", "30s", "a request's deadline, its queries and its wait in the write queue included (streams and imports exempt)", func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err == nil && d <= 0 {
+			err = errors.New("must be positive")
+		}
+		c.RequestTimeout = d
 		return err
 	}},
 	{"HERALD_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", func(c *Config, v string) error {
