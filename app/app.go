@@ -471,15 +471,31 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	a.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	deadline := time.Now().Add(a.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		// Requests still running at the deadline are cut off; that is the
-		// configured outcome of a shutdown, not a failure of it.
-		a.log.Warn("shutdown timeout: requests in flight were cut off", "err", err)
+		// Connections still open at the deadline (requests running, or
+		// clients that never sent one) are closed; that is the configured
+		// outcome of a shutdown, not a failure of it.
+		a.log.Warn("shutdown timeout: connections still open at the deadline were closed", "err", err)
+		_ = srv.Close()
 	}
 	cancelBase()
-	return a.Close()
+	// HERALD_SHUTDOWN_TIMEOUT caps the exit too: background work that
+	// outlives it (a webhook attempt to a slow endpoint, say) is left to
+	// its lease, and the next start takes it over.
+	closed := make(chan error, 1)
+	go func() { closed <- a.Close() }()
+	t := time.NewTimer(max(time.Until(deadline), 0) + time.Second)
+	defer t.Stop()
+	select {
+	case err := <-closed:
+		return err
+	case <-t.C:
+		a.log.Warn("shutdown timeout: exiting with background work still stopping")
+		return nil
+	}
 }
 
 // Run starts Herald with cfg and serves until ctx is done.

@@ -11,17 +11,20 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/herald-dev/herald/app"
 	"github.com/herald-dev/herald/app/apptest"
 	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/database/dbtest"
 )
 
 const notesSchema = `
@@ -269,4 +272,47 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestShutdownTimeoutCapsTheExit: with a write stuck behind a lock
+// another session holds (HERALD_WRITE_TIMEOUT 30 s), Serve returns within
+// HERALD_SHUTDOWN_TIMEOUT (1 s, plus a second) of the signal instead of
+// waiting for the write path to drain.
+func TestShutdownTimeoutCapsTheExit(t *testing.T) {
+	if !slices.Contains(dbtest.Kinds, database.Postgres) {
+		t.Skip("PostgreSQL is not available")
+	}
+	cfg := newConfig(t, dbtest.URL(t, database.Postgres), writeSchema(t, notesSchema))
+	cfg.ShutdownTimeout, cfg.WriteTimeout, cfg.RequestTimeout = time.Second, 30*time.Second, time.Minute
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	base := "http://" + ln.Addr().String()
+
+	bg := context.Background()
+	locker, err := pgx.Connect(bg, cfg.DatabaseURL)
+	require.NoError(t, err)
+	defer locker.Close(bg)
+	tx, err := locker.Begin(bg)
+	require.NoError(t, err)
+	defer tx.Rollback(bg)
+	_, err = tx.Exec(bg, "LOCK TABLE notes IN ACCESS EXCLUSIVE MODE")
+	require.NoError(t, err)
+	go func() { // stuck until the lock goes or its 30 s pass
+		_, _ = apptest.Send(http.DefaultClient, base, "POST", "/v1/notes", map[string]any{"body": "x", "writer": 1}, apptest.AdminKey)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	began := time.Now()
+	cancel()
+	select {
+	case <-served:
+	case <-time.After(40 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+	require.Less(t, time.Since(began), 4*time.Second, "the exit is capped by the shutdown timeout")
 }
