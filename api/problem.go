@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/google/uuid"
 	"github.com/herald-dev/herald/database"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -172,6 +173,13 @@ func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return
+		}
+		if requestID(c) == "" {
+			// Refused before the request-id middleware ran (the Pre
+			// middleware that strips access_token): still give one.
+			id := uuid.Must(uuid.NewV7()).String()
+			c.Set("requestId", id)
+			c.Response().Header().Set(headerRequestID, id)
 		}
 		p, unexpected := toProblem(err)
 		if p.Type == problemBase+"database-unavailable" {

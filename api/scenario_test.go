@@ -404,3 +404,14 @@ resources:
 		})
 	}
 }
+
+// TestBadQueryWithAToken: a query string that does not parse and names a
+// token is refused like any other (bad-query, with a request id).
+func TestBadQueryWithAToken(t *testing.T) {
+	env := apptest.Start(t, kinds[0], shopSchema)
+	r := env.Do("GET", "/v1/customers/stream?access_token=x&a=%ZZ", nil, "")
+	require.Equal(t, 400, r.Status, "%s", r.Body)
+	require.Contains(t, string(r.Body), "bad-query")
+	require.NotEmpty(t, r.Header.Get("X-Request-ID"))
+	require.Contains(t, string(r.Body), r.Header.Get("X-Request-ID"))
+}

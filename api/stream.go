@@ -32,7 +32,7 @@ func accessTokenMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			// The token cannot be told apart from the rest: keep none of it.
 			r.URL.RawQuery, r.RequestURI = "", r.URL.Path
-			return &resources.QueryError{Param: "query", Message: "the query string does not parse"}
+			return &queryStringError{err.Error()}
 		}
 		if _, ok := q["access_token"]; !ok {
 			return next(c)
