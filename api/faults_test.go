@@ -2,8 +2,10 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -103,4 +105,45 @@ func TestFrozenTable(t *testing.T) {
 	}
 	require.NoError(t, tx.Rollback(ctx))
 	require.Equal(t, 201, env.Admin("POST", "/v1/customers", map[string]any{"name": "Ada", "email": "ada@example.com"}).Status)
+}
+
+// TestUnconfirmedCommit: a COMMIT the database does not confirm (it
+// waits for a synchronous standby that does not exist) answers 503
+// outcome-unknown, not "retry": the row is in fact committed, and a
+// client that retried would create it twice.
+func TestUnconfirmedCommit(t *testing.T) {
+	if !slices.Contains(dbtest.Kinds, database.Postgres) || os.Getenv("HERALD_TEST_DATABASE_URL") != "" {
+		t.Skip("needs the throwaway PostgreSQL cluster (it changes a server setting)")
+	}
+	env := apptest.Start(t, database.Postgres, shopSchema, func(c *app.Config) {
+		c.WriteTimeout = time.Second
+		c.DatabaseURL += "&synchronous_commit=on" // this instance's sessions wait for standbys
+	})
+	u, err := url.Parse(env.Config.DatabaseURL)
+	require.NoError(t, err)
+	u.Path, u.RawQuery = "/postgres", "sslmode=disable"
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, u.String())
+	require.NoError(t, err)
+	defer admin.Close(ctx)
+	setStandby := func(names string) {
+		_, err := admin.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names TO '"+names+"'")
+		require.NoError(t, err)
+		_, err = admin.Exec(ctx, "SELECT pg_reload_conf()")
+		require.NoError(t, err)
+		time.Sleep(300 * time.Millisecond)
+	}
+	setStandby("herald_test_no_such_standby")
+	defer setStandby("")
+
+	r := env.Admin("POST", "/v1/customers", map[string]any{"name": "Ada", "email": "ada@example.com"})
+	require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s", r.Body)
+	require.Contains(t, string(r.Body), "outcome-unknown")
+
+	setStandby("")
+	require.Eventually(t, func() bool {
+		var page struct{ Meta struct{ Total int } }
+		r := env.Admin("GET", "/v1/customers?email=ada@example.com", nil)
+		return r.Status == 200 && json.Unmarshal(r.Body, &page) == nil && page.Meta.Total == 1
+	}, 10*time.Second, 100*time.Millisecond, "the write was in fact committed")
 }
