@@ -3,11 +3,13 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,6 +51,38 @@ func TestDatabaseUnreachable(t *testing.T) {
 	r := env.Admin("POST", "/v1/customers", map[string]any{"name": "Ada", "email": "ada@example.com"})
 	require.Equal(t, 201, r.Status, "%s", r.Body)
 
+	// Writers keep creating through the outage and the recovery: none
+	// gets a 500, and every write acknowledged with 201 is there after.
+	var mu sync.Mutex
+	var acked []string
+	statuses := map[int]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r, err := apptest.Send(env.Server.Client(), env.Server.URL, "POST", "/v1/customers",
+					map[string]any{"name": "Writer", "email": fmt.Sprintf("w%d-%d@example.com", w, i)}, apptest.AdminKey)
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				statuses[r.Status]++
+				if r.Status == 201 {
+					acked = append(acked, r.JSON()["id"].(string))
+				}
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+
 	set(false)
 	for _, req := range []struct{ method, path string }{
 		{"GET", "/v1/customers"}, {"POST", "/v1/customers"}, {"GET", "/v1/customers"}, {"GET", "/v1/_events"},
@@ -63,13 +97,26 @@ func TestDatabaseUnreachable(t *testing.T) {
 		require.NotEmpty(t, r.Header.Get("Retry-After"))
 		require.Contains(t, string(r.Body), "database-unavailable")
 	}
-	require.Contains(t, string(env.Do("GET", "/metrics", nil, "").Body), "herald_database_unavailable_total 4")
+	require.Contains(t, string(env.Do("GET", "/metrics", nil, "").Body), "herald_database_unavailable_total ")
+	time.Sleep(500 * time.Millisecond) // the writers meet the outage too
 
 	set(true)
 	require.Eventually(t, func() bool {
 		return env.Admin("POST", "/v1/customers", map[string]any{"name": "Cy", "email": "cy@example.com"}).Status == 201
 	}, 15*time.Second, 100*time.Millisecond, "writes work again without a restart")
 	require.Equal(t, 200, env.Admin("GET", "/v1/customers", nil).Status)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	for st := range statuses {
+		require.True(t, st == 201 || st == http.StatusServiceUnavailable, "writers saw %v", statuses)
+	}
+	require.Positive(t, statuses[http.StatusServiceUnavailable], "the writers met the outage: %v", statuses)
+	for _, id := range acked {
+		require.Equal(t, 200, env.Admin("GET", "/v1/customers/"+id, nil).Status, "acknowledged %s is there", id)
+	}
 }
 
 // TestFrozenTable: a table another session holds locked (a frozen
