@@ -40,6 +40,11 @@ func (s *Server) get(c echo.Context) error {
 }
 
 func (s *Server) create(c echo.Context) error {
+	// Credentials first: a caller who may not create gets its 401 or 403
+	// before its body is read.
+	if err := s.store.Allowed(c.Request().Context(), c.Param("resource"), resources.ActionCreate); err != nil {
+		return err
+	}
 	body, err := s.decodeJSON(c)
 	if err != nil {
 		return err
@@ -60,6 +65,9 @@ func (s *Server) update(c echo.Context) error  { return s.write(c, false) }
 func (s *Server) replace(c echo.Context) error { return s.write(c, true) }
 
 func (s *Server) write(c echo.Context, replace bool) error {
+	if err := s.store.Allowed(c.Request().Context(), c.Param("resource"), resources.ActionUpdate); err != nil {
+		return err
+	}
 	body, err := s.decodeJSON(c)
 	if err != nil {
 		return err

@@ -196,6 +196,15 @@ func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 		if cp.Status == http.StatusUnauthorized {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 		}
+		switch cp.Status {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge:
+			if c.Request().ContentLength != 0 {
+				// Refused before the body was read: close the connection
+				// rather than read what is left of it first (net/http
+				// would, up to 256 KiB, before sending this answer).
+				c.Response().Header().Set("Connection", "close")
+			}
+		}
 		if cp.Status == http.StatusTooManyRequests {
 			c.Response().Header().Set("Retry-After", "5")
 		}

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/net/netutil"
@@ -53,10 +54,13 @@ type App struct {
 	relay      *events.Relay
 	retention  *events.Retention
 	classifier *classify.Classifier
-	queue      *webhooks.Queue
-	webhooks   *webhooks.Service
-	hub        *realtime.Hub
-	waker      *realtime.Waker // PostgreSQL only
+
+	closeOnce sync.Once
+	closeErr  error
+	queue     *webhooks.Queue
+	webhooks  *webhooks.Service
+	hub       *realtime.Hub
+	waker     *realtime.Waker // PostgreSQL only
 }
 
 // Version is Herald's version, sent in webhooks' User-Agent
@@ -401,6 +405,13 @@ func (a *App) Queue() *webhooks.Queue { return a.queue }
 // finish; events not yet dispatched stay in the log and are dispatched at
 // the next start.
 func (a *App) Close() error {
+	a.closeOnce.Do(func() { a.closeErr = a.close() })
+	return a.closeErr
+}
+
+// close is Close's work, done once: Serve may run it in the background
+// (an exit capped by the shutdown timeout) while the caller closes too.
+func (a *App) close() error {
 	a.hub.Stop()
 	if a.waker != nil {
 		a.waker.Stop()

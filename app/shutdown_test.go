@@ -239,12 +239,24 @@ func TestBodiesClientsGiveUpOn(t *testing.T) {
 	big, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
 	defer big.Close()
-	_, err = fmt.Fprintf(big, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n")
+	_, err = fmt.Fprintf(big, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n", apptest.AdminKey)
 	require.NoError(t, err)
 	_ = big.SetReadDeadline(time.Now().Add(3 * time.Second))
 	status, err := bufio.NewReader(big).ReadString('\n')
 	require.NoError(t, err, "answered before the body was sent")
 	require.Contains(t, status, " 413 ")
+
+	// No credentials and a body of unknown length, never sent: 401 at
+	// once, before any of it is read.
+	anon, err := net.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer anon.Close()
+	_, err = fmt.Fprintf(anon, "POST /v1/notes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+	require.NoError(t, err)
+	_ = anon.SetReadDeadline(time.Now().Add(3 * time.Second))
+	status, err = bufio.NewReader(anon).ReadString('\n')
+	require.NoError(t, err, "answered before the body was sent")
+	require.Contains(t, status, " 401 ")
 
 	gone, err := net.Dial("tcp", addr)
 	require.NoError(t, err)

@@ -304,6 +304,14 @@ func (s *Store) resolve(ctx context.Context, resource, action string) (*Schema, 
 	return sc, r, a, nil
 }
 
+// Allowed tells whether ctx's caller may do action on resource at all
+// (404 for no such resource, 401 or 403 otherwise), so that a handler can
+// refuse before it reads a body.
+func (s *Store) Allowed(ctx context.Context, resource, action string) error {
+	_, _, _, err := s.resolve(ctx, resource, action)
+	return err
+}
+
 func (s *Store) now() time.Time { return s.cfg.Now().UTC().Truncate(time.Microsecond) }
 
 // decodeRow turns scanned columns into a Row.
