@@ -134,29 +134,80 @@ func binDir() (string, error) {
 // startCluster runs initdb and pg_ctl in a temporary directory on a free
 // port, tuned for tests (no fsync), and returns its URL.
 func startCluster() (string, error) {
-	bin, err := binDir()
+	c, err := newCluster()
 	if err != nil {
 		return "", err
 	}
+	stopCluster = c.remove
+	return c.url, nil
+}
+
+// Cluster is a throwaway PostgreSQL server of a test's own, which the
+// test may stop and start (fault tests); the shared one must not be.
+type Cluster struct {
+	url       string
+	run       func(name string, args ...string) error
+	data, dir string
+	opts      string
+}
+
+// NewCluster starts a cluster for t alone, removed when t ends. It skips
+// (or fails under HERALD_REQUIRE_POSTGRES=1) when no server binaries can
+// be found.
+func NewCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := newCluster()
+	if err != nil {
+		if os.Getenv("HERALD_REQUIRE_POSTGRES") == "1" {
+			t.Fatalf("dbtest: a PostgreSQL cluster is required: %v", err)
+		}
+		t.Skipf("dbtest: no PostgreSQL cluster: %v", err)
+	}
+	t.Cleanup(c.remove)
+	return c
+}
+
+// URL is the URL of database name on the cluster ("postgres" exists).
+func (c *Cluster) URL(name string) string { return withDB(c.url, name) }
+
+// Stop stops the server at once (as a crash or an operator would).
+func (c *Cluster) Stop() error { return c.run("pg_ctl", "-D", c.data, "-m", "immediate", "stop") }
+
+// Start starts it again on the same port and data.
+func (c *Cluster) Start() error {
+	return c.run("pg_ctl", "-D", c.data, "-o", c.opts, "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "start")
+}
+
+func (c *Cluster) remove() {
+	_ = c.Stop()
+	_ = os.RemoveAll(c.dir)
+}
+
+func newCluster() (*Cluster, error) {
+	bin, err := binDir()
+	if err != nil {
+		return nil, err
+	}
 	dir, err := os.MkdirTemp("", "herald-pg-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var asUser []string
 	if os.Geteuid() == 0 {
 		// PostgreSQL refuses to run as root.
 		u, err := user.Lookup("postgres")
 		if err != nil {
-			return "", fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
+			return nil, fmt.Errorf("running as root and no postgres user to run the server as: %w", err)
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
 		if err := os.Chown(dir, uid, gid); err != nil {
-			return "", err
+			return nil, err
 		}
 		asUser = []string{"setpriv", "--reuid=" + u.Uid, "--regid=" + u.Gid, "--init-groups", "--"}
 	}
-	run := func(name string, args ...string) error {
+	c := &Cluster{dir: dir, data: filepath.Join(dir, "data")}
+	c.run = func(name string, args ...string) error {
 		argv := append(append([]string{}, asUser...), append([]string{filepath.Join(bin, name)}, args...)...)
 		cmd := exec.Command(argv[0], argv[1:]...)
 		cmd.Dir = dir
@@ -165,35 +216,31 @@ func startCluster() (string, error) {
 		}
 		return nil
 	}
-	data := filepath.Join(dir, "data")
-	if err := run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"); err != nil {
-		return "", err
+	if err := c.run("initdb", "-D", c.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-instructions"); err != nil {
+		return nil, err
 	}
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
-	if err := run("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "60", "start"); err != nil {
-		return "", err
+	c.opts = fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300", port, dir)
+	if err := c.Start(); err != nil {
+		return nil, err
 	}
-	stopCluster = func() {
-		_ = run("pg_ctl", "-D", data, "-m", "immediate", "stop")
-		_ = os.RemoveAll(dir)
-	}
-	url := fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	c.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		db, err := sql.Open("pgx", url)
+		db, err := sql.Open("pgx", c.url)
 		if err == nil {
 			err = db.Ping()
 			db.Close()
 		}
 		if err == nil {
-			return url, nil
+			return c, nil
 		}
 		if time.Now().After(deadline) {
-			return "", fmt.Errorf("throwaway cluster did not answer: %w", err)
+			c.remove()
+			return nil, fmt.Errorf("throwaway cluster did not answer: %w", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
