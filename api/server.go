@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -209,8 +211,16 @@ func (s *Server) requestIDMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 // did not care).
 func inputMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if _, err := url.ParseQuery(c.Request().URL.RawQuery); err != nil {
+		q, err := url.ParseQuery(c.Request().URL.RawQuery)
+		if err != nil {
 			return &queryStringError{err.Error()}
+		}
+		for k, vs := range q {
+			// PostgreSQL cannot take a NUL in a text parameter: refused
+			// once here for every parameter, on both engines.
+			if strings.ContainsRune(k, 0) || slices.ContainsFunc(vs, func(v string) bool { return strings.ContainsRune(v, 0) }) {
+				return &queryStringError{"parameter " + strconv.Quote(k) + " contains the NUL character (U+0000)"}
+			}
 		}
 		names, vals := c.ParamNames(), c.ParamValues()
 		for i, n := range names {

@@ -155,6 +155,10 @@ func parseFilter(f *Field, op, v string) (Filter, error) {
 		if strings.ContainsRune(v, 0) {
 			return flt, errNUL
 		}
+		if len(v) > maxIndexedBytes {
+			// SQLite gives up on long patterns ("too complex").
+			return flt, fmt.Errorf("%s takes a pattern of at most %d bytes", op, maxIndexedBytes)
+		}
 		flt.Value = v
 		return flt, nil
 	case "in":

@@ -375,11 +375,14 @@ func selectRows(tx *gorm.DB, r *Resource, sql string, args ...any) ([]Row, error
 // findOne reads one row by id inside tx, visible (not soft-deleted) unless
 // withDeleted, with the access's row filters; nil when there is none.
 func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDeleted, lock bool) (Row, error) {
-	if _, err := uuid.Parse(id); err != nil {
+	u, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 {
+		// Only the standard form: uuid.Parse also takes urn:uuid:, braces
+		// and no hyphens, which PostgreSQL read differently from SQLite.
 		return nil, nil
 	}
 	b := &sqlBuilder{kind: s.db.Kind}
-	b.add(q(ColID)+" = ?", id)
+	b.add(q(ColID)+" = ?", u.String())
 	if r.SoftDelete && !withDeleted {
 		b.add(q(ColDeletedAt) + " IS NULL")
 	}
@@ -699,7 +702,7 @@ func (s *Store) coerceInto(r *Resource, a *access, vals map[string]any, k string
 		return []Problem{{Field: k, Rule: "unknown", Message: "is not a field of " + r.Name}}
 	}
 	a.checkWritable(k)
-	cv, err := f.coerce(v)
+	cv, err := f.coerceInput(v)
 	if err != nil {
 		return []Problem{{Field: k, Rule: "type", Message: err.Error()}}
 	}

@@ -1,7 +1,6 @@
 package resources
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,12 +36,6 @@ func (f *Field) coerce(v any) (any, error) {
 		s, ok := v.(string)
 		if !ok {
 			return nil, errors.New("must be a string")
-		}
-		if strings.ContainsRune(s, 0) {
-			return nil, errNUL
-		}
-		if len(s) > maxIndexedBytes && (f.Unique || f.Sortable || f.Filterable) {
-			return nil, fmt.Errorf("must be at most %d bytes in a unique, sortable or filterable field", maxIndexedBytes)
 		}
 		return s, nil
 	case TypeEnum:
@@ -98,9 +91,6 @@ func (f *Field) coerce(v any) (any, error) {
 			if err != nil {
 				return nil, errors.New("must be an RFC 3339 date-time such as 2026-01-02T15:04:05Z")
 			}
-			if y := p.UTC().Year(); y < 1 || y > 9999 {
-				return nil, errYear
-			}
 			return p.UTC().Truncate(time.Microsecond), nil
 		}
 		return nil, errors.New("must be an RFC 3339 date-time string")
@@ -109,21 +99,14 @@ func (f *Field) coerce(v any) (any, error) {
 		if !ok {
 			return nil, errors.New("must be a date string YYYY-MM-DD")
 		}
-		d, err := time.Parse(DateFormat, s)
-		if err != nil {
+		if _, err := time.Parse(DateFormat, s); err != nil {
 			return nil, errors.New("must be a date string YYYY-MM-DD")
-		}
-		if d.Year() < 1 {
-			return nil, errYear
 		}
 		return s, nil
 	case TypeJSON:
 		b, err := json.Marshal(v)
 		if err != nil {
 			return nil, errors.New("must be JSON")
-		}
-		if bytes.Contains(b, []byte(`\u0000`)) {
-			return nil, errNUL
 		}
 		var out any
 		_ = json.Unmarshal(b, &out)
@@ -139,12 +122,69 @@ func (f *Field) coerce(v any) (any, error) {
 //   - years outside 1 to 9999;
 //   - more than maxIndexedBytes in a unique, sortable or filterable string
 //     (a B-tree index entry is at most about 2,700 bytes on PostgreSQL).
+//
+// These apply to new input only (bodies and filters, coerceInput): a
+// value stored before the rule existed still reads back, and a write that
+// does not touch it still succeeds.
 var (
 	errNUL  = errors.New("must not contain the NUL character (U+0000)")
 	errYear = errors.New("must have a year from 1 to 9999")
 )
 
 const maxIndexedBytes = 2000
+
+// coerceInput is coerce for a value a client sends, with the limits above.
+func (f *Field) coerceInput(v any) (any, error) {
+	cv, err := f.coerce(v)
+	if err != nil || cv == nil {
+		return cv, err
+	}
+	switch t := cv.(type) {
+	case string:
+		if strings.ContainsRune(t, 0) {
+			return nil, errNUL
+		}
+		switch f.Type {
+		case TypeString, TypeText:
+			if len(t) > maxIndexedBytes && (f.Unique || f.Sortable || f.Filterable) {
+				return nil, fmt.Errorf("must be at most %d bytes in a unique, sortable or filterable field", maxIndexedBytes)
+			}
+		case TypeDate:
+			if d, err := time.Parse(DateFormat, t); err == nil && d.Year() < 1 {
+				return nil, errYear
+			}
+		}
+	case time.Time:
+		if y := t.Year(); y < 1 || y > 9999 {
+			return nil, errYear
+		}
+	}
+	if f.Type == TypeJSON && hasNUL(cv) {
+		return nil, errNUL
+	}
+	return cv, nil
+}
+
+// hasNUL tells whether a decoded JSON value has a NUL in a string or key.
+func hasNUL(v any) bool {
+	switch t := v.(type) {
+	case string:
+		return strings.ContainsRune(t, 0)
+	case []any:
+		for _, x := range t {
+			if hasNUL(x) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, x := range t {
+			if strings.ContainsRune(k, 0) || hasNUL(x) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // toFloat reads a JSON number in any of its decoded forms.
 func toFloat(v any) (float64, bool) {
@@ -174,7 +214,7 @@ func (f *Field) parseQueryValue(s string) (any, error) {
 		if _, err := strconv.ParseFloat(s, 64); err != nil {
 			return nil, fmt.Errorf("must be a number")
 		}
-		return f.coerce(json.Number(s))
+		return f.coerceInput(json.Number(s))
 	case TypeBoolean:
 		b, err := strconv.ParseBool(s)
 		if err != nil {
@@ -182,7 +222,7 @@ func (f *Field) parseQueryValue(s string) (any, error) {
 		}
 		return b, nil
 	}
-	return f.coerce(s)
+	return f.coerceInput(s)
 }
 
 // Output turns a canonical value into its JSON response form.
