@@ -130,3 +130,22 @@ func TestStoredValuesBeyondTheNewLimits(t *testing.T) {
 		require.Equal(t, 200, env.Admin("GET", "/v1/customers?_sort=name&_limit=1&_after="+next.(string), nil).Status)
 	}
 }
+
+// TestIndexingLongValues: an import that makes a string field indexed
+// while rows hold values over 2,000 bytes is a 409 naming the field on
+// both engines (PostgreSQL could not build the index: 500), dry run or not.
+func TestIndexingLongValues(t *testing.T) {
+	indexed := strings.Replace(shopSchema, "      - {name: body, type: text}\n", "      - {name: body, type: text, filterable: true}\n", 1)
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			t.Parallel()
+			env := apptest.Start(t, kind, shopSchema)
+			runSteps(t, env, []step{
+				{name: "a long review", method: "POST", path: "/v1/reviews", body: `{"body":"` + strings.Repeat("x", 3000) + `"}`, status: 201},
+				{name: "dry run", method: "POST", path: "/v1/_registry/import?dryRun=true", body: indexed, status: 409,
+					contains: []string{`"field":"reviews.body"`, `"rule":"maxLength"`}},
+				{name: "import", method: "POST", path: "/v1/_registry/import", body: indexed, status: 409},
+			})
+		})
+	}
+}

@@ -486,6 +486,35 @@ var (
 func precheck(tx *gorm.DB, plan *Plan, from, to *Schema) error {
 	for _, c := range plan.Changes {
 		r := to.Resource(c.Resource)
+		if r == nil || c.Op != "alterField" {
+			continue
+		}
+		// A string field that becomes unique, sortable or filterable gets
+		// an index: PostgreSQL cannot index a value over about 2,700 bytes
+		// (it answered 500), and new input is held to maxIndexedBytes.
+		f, old := r.Field(c.Field), from.Resource(c.Resource).Field(c.Field)
+		indexed := func(f *Field) bool { return f.Unique || f.Sortable || f.Filterable }
+		if f == nil || old == nil || (f.Type != TypeString && f.Type != TypeText) || !indexed(f) || indexed(old) || retyped(old, f) {
+			continue
+		}
+		size := "octet_length(" + q(f.Name) + ")"
+		if tx.Dialector.Name() == "sqlite" {
+			size = "length(CAST(" + q(f.Name) + " AS BLOB))"
+		}
+		var n int64
+		if err := tx.Raw("SELECT COUNT(*) FROM (SELECT 1 FROM "+q(r.Name)+" WHERE "+size+" > ? LIMIT 1) AS t", maxIndexedBytes).Scan(&n).Error; err != nil {
+			return fmt.Errorf("resources: precheck %s.%s: %w", r.Name, f.Name, err)
+		}
+		if n > 0 {
+			return &ConflictError{
+				Message: fmt.Sprintf("%s.%s becomes indexed, but existing rows hold values over %d bytes", r.Name, f.Name, maxIndexedBytes),
+				Problems: []Problem{{Field: r.Name + "." + f.Name, Rule: "maxLength",
+					Message: fmt.Sprintf("existing rows hold values over %d bytes; shorten them first", maxIndexedBytes)}},
+			}
+		}
+	}
+	for _, c := range plan.Changes {
+		r := to.Resource(c.Resource)
 		if r == nil || (c.Op != "addField" && c.Op != "alterField") {
 			continue
 		}
