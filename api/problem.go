@@ -5,8 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/herald-dev/herald/database"
@@ -184,6 +184,10 @@ func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 		p, unexpected := toProblem(err)
 		if p.Type == problemBase+"database-unavailable" {
 			db.failed(err)
+		}
+		if p.Status == http.StatusServiceUnavailable {
+			// SPEC: a database that is unreachable or timed out is a 503
+			// with Retry-After; so is every other 503 here.
 			c.Response().Header().Set("Retry-After", "1")
 		}
 		cp := *p
@@ -218,10 +222,15 @@ func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 
 // dbHealth logs the database's reachability once per change, instead of
 // an ERROR line per request while it is down, and counts the requests it
-// failed. It is safe for concurrent use.
+// failed. Recovery is judged by the readiness check (a real round trip),
+// made by a request at most once a second while down, not by requests
+// that may not have touched the database. It is safe for concurrent use.
 type dbHealth struct {
-	log  *slog.Logger
-	down atomic.Bool
+	log   *slog.Logger
+	ready func(context.Context) error
+	down  atomic.Bool
+	// checked is when recovery was last checked (unix ns).
+	checked atomic.Int64
 	// unavailable counts the requests answered database-unavailable (nil:
 	// no metrics).
 	unavailable prometheus.Counter
@@ -232,17 +241,25 @@ func (h *dbHealth) failed(err error) {
 		h.unavailable.Inc()
 	}
 	if h.down.CompareAndSwap(false, true) {
+		h.checked.Store(time.Now().UnixNano())
 		h.log.Error("database unavailable: answering 503 until it is back", "err", err)
 	}
 }
 
-// middleware notes the first request that reached the database again.
+// middleware checks, while the database is down, whether it is back.
 func (h *dbHealth) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		err := next(c)
-		if err == nil && h.down.Load() && strings.HasPrefix(c.Request().URL.Path, "/v1/") && h.down.CompareAndSwap(true, false) {
-			h.log.Info("database available again")
+		if h.down.Load() {
+			last := h.checked.Load()
+			if now := time.Now().UnixNano(); now-last > int64(time.Second) && h.checked.CompareAndSwap(last, now) {
+				ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+				err := h.ready(ctx)
+				cancel()
+				if err == nil && h.down.CompareAndSwap(true, false) {
+					h.log.Info("database available again")
+				}
+			}
 		}
-		return err
+		return next(c)
 	}
 }

@@ -119,7 +119,7 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	}
 	s := &Server{cfg: cfg, e: echo.New(), store: store, audit: audit}
 	s.e.HideBanner, s.e.HidePort = true, true
-	db := &dbHealth{log: cfg.Logger}
+	db := &dbHealth{log: cfg.Logger, ready: cfg.Ready}
 	s.e.HTTPErrorHandler = errorHandler(cfg.Logger, db)
 	if cfg.Metrics != nil {
 		s.http = newHTTPMetrics(cfg.Metrics)
@@ -242,7 +242,13 @@ func inputMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) deadlineMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		switch c.Path() {
-		case "/v1/:resource/stream", "/v1/_events/stream", "/v1/_registry/import":
+		case "/v1/:resource/stream", "/v1/_events/stream":
+			return next(c)
+		case "/v1/_registry/import", "/v1/_webhooks/:id/replay":
+			// Long by nature (a migration, a replay of a large window):
+			// no deadline, and no server write timeout either, or the
+			// client would lose the answer of work that completed.
+			_ = http.NewResponseController(c.Response().Writer).SetWriteDeadline(time.Time{})
 			return next(c)
 		}
 		ctx, cancel := context.WithTimeout(c.Request().Context(), s.cfg.RequestTimeout)

@@ -458,7 +458,7 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:           a.server,
 		ReadHeaderTimeout: min(10*time.Second, a.cfg.ReadTimeout),
 		ReadTimeout:       a.cfg.ReadTimeout,
-		WriteTimeout:      3*a.cfg.WriteTimeout + 30*time.Second,
+		WriteTimeout:      max(3*a.cfg.WriteTimeout, a.cfg.RequestTimeout) + 30*time.Second,
 		IdleTimeout:       a.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
 	}

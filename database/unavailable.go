@@ -1,6 +1,7 @@
 package database
 
 import (
+	"context"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -16,8 +17,8 @@ import (
 // request: the client should retry later (503), and the server has no bug
 // to log per request.
 func Unavailable(err error) bool {
-	if err == nil {
-		return false
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false // the client went away: not the database's doing
 	}
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
