@@ -63,6 +63,9 @@ permissions:
   - {resource: contracts, role: auditor, action: read,
      filters: [{field: status, operator: in, value: [draft, active]}]}
   - {resource: contracts, role: sales, action: read}
+  # SPEC section 3: a relation value must name a row the caller may read,
+  # so users who create contracts for a customer may read customers.
+  - {resource: customers, role: user, action: read, fields: [name]}
   - {resource: customers, role: sales, action: read, fields: [name],
      filters: [{field: tier, operator: eq, value: pro}]}
   - {resource: customers, role: public, action: read,

@@ -367,7 +367,7 @@ func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, err
 	if a.admin {
 		return &View{Admin: true}, nil
 	}
-	row, err := s.findOne(s.db.Read.WithContext(ctx), r, a, id, false, false)
+	row, err := s.findOne(s.db.Read.WithContext(ctx), r, a, id, false, noLock)
 	if err != nil {
 		return nil, err
 	}

@@ -374,7 +374,7 @@ func selectRows(tx *gorm.DB, r *Resource, sql string, args ...any) ([]Row, error
 
 // findOne reads one row by id inside tx, visible (not soft-deleted) unless
 // withDeleted, with the access's row filters; nil when there is none.
-func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDeleted, lock bool) (Row, error) {
+func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDeleted bool, lock rowLock) (Row, error) {
 	u, err := uuid.Parse(id)
 	if err != nil || len(id) != 36 {
 		// Only the standard form: uuid.Parse also takes urn:uuid:, braces
@@ -388,8 +388,8 @@ func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDele
 	}
 	a.addRowFilters(b)
 	sql := selectFrom(r) + b.where()
-	if lock && s.db.Kind == database.Postgres {
-		sql += " FOR UPDATE"
+	if lock != "" && s.db.Kind == database.Postgres {
+		sql += " " + string(lock)
 	}
 	rows, err := selectRows(tx, r, sql, b.args...)
 	if err != nil || len(rows) == 0 {
@@ -397,6 +397,16 @@ func (s *Store) findOne(tx *gorm.DB, r *Resource, a *access, id string, withDele
 	}
 	return rows[0], nil
 }
+
+// rowLock is how findOne locks the row it reads (PostgreSQL; SQLite has
+// one writer).
+type rowLock string
+
+const (
+	noLock    rowLock = ""
+	forUpdate rowLock = "FOR UPDATE"
+	forShare  rowLock = "FOR SHARE"
+)
 
 // ListResult is a page of records.
 type ListResult struct {
@@ -480,7 +490,7 @@ func (s *Store) Get(ctx context.Context, resource, id string, params url.Values)
 		return nil, err
 	}
 	db := s.db.Read.WithContext(ctx)
-	row, err := s.findOne(db, r, a, id, false, false)
+	row, err := s.findOne(db, r, a, id, false, noLock)
 	if err != nil {
 		return nil, err
 	}
@@ -785,7 +795,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 	}
 	var result Row
 	err = s.write(ctx, func(tx *gorm.DB) error {
-		old, err := s.findOne(tx, r, a, id, false, true)
+		old, err := s.findOne(tx, r, a, id, false, forUpdate)
 		if err != nil {
 			return err
 		}
@@ -872,7 +882,7 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 		return nil
 	}
 	seen[key] = true
-	row, err := s.findOne(tx, r, a, id, hard, true)
+	row, err := s.findOne(tx, r, a, id, hard, forUpdate)
 	if err != nil {
 		return err
 	}
@@ -957,17 +967,20 @@ func (s *Store) checkParents(tx *gorm.DB, sc *Schema, r *Resource, vals map[stri
 		if parent == nil {
 			continue
 		}
-		// A role that may read the parent resource must point to a row it
-		// can see, and a row hidden from it looks exactly like a missing
-		// one (else the answer would tell whether a hidden id exists). A
-		// role with no read permission on the parent at all only needs the
-		// row to exist, as in SPEC's example (users create contracts for a
-		// customer they cannot list).
-		if pa, err := s.authorize(ctx, sc, parent, ActionRead); !admin && err == nil {
-			id, _ := v.(string)
-			row, err := s.findOne(tx, parent, pa, id, false, false)
-			if err != nil {
-				return err
+		// SPEC: a relation value must name a row the caller may read, and
+		// a hidden row is answered exactly as a missing one (else the
+		// answer would tell whether a hidden id exists). A role with no
+		// read permission on the parent resource can name none.
+		if !admin {
+			var row Row
+			if pa, err := s.authorize(ctx, sc, parent, ActionRead); err == nil {
+				id, _ := v.(string)
+				// FOR SHARE: a concurrent (soft) delete of the parent
+				// waits for this write, as the foreign key makes a hard
+				// one wait.
+				if row, err = s.findOne(tx, parent, pa, id, false, forShare); err != nil {
+					return err
+				}
 			}
 			if row == nil {
 				probs = append(probs, Problem{Field: prefix + f.Name, Rule: "relation", Message: "refers to a record that does not exist"})
