@@ -78,19 +78,8 @@ const oldRowsKey = "herald:events_old_rows"
 // tracked tells whether the statement writes a resource table.
 func (p *Plugin) tracked(db *gorm.DB) bool {
 	t := db.Statement.Table
-	if _, silent := db.Get(silentKey); silent {
-		return false
-	}
 	return db.Error == nil && t != "" && !strings.HasPrefix(t, "herald_")
 }
-
-const silentKey = "herald:events_silent"
-
-// Silently returns tx for a write that records no event: the removal, by
-// a cascade, of a row readers already saw deleted (soft), which must not
-// be announced twice. Use it for nothing else: every change readers can
-// see is an event.
-func Silently(tx *gorm.DB) *gorm.DB { return tx.Set(silentKey, true) }
 
 // requireTx refuses a write to a resource table outside a transaction:
 // the row and its event must commit together, or a crash between them

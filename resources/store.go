@@ -25,7 +25,6 @@ import (
 
 	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/database"
-	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 )
 
@@ -873,11 +872,11 @@ func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) erro
 		return fmt.Errorf("resources: hard delete is for admins: %w", models.ErrForbidden)
 	}
 	return s.write(ctx, func(tx *gorm.DB) error {
-		return s.deleteRow(tx, sc, r, a, id, hard, false, map[string]bool{})
+		return s.deleteRow(tx, sc, r, a, id, hard, map[string]bool{})
 	})
 }
 
-func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id string, hard, cascaded bool, seen map[string]bool) error {
+func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id string, hard bool, seen map[string]bool) error {
 	key := r.Name + "/" + id
 	if seen[key] {
 		return nil
@@ -924,7 +923,7 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 				// those already soft-deleted included, so that no reference
 				// is left dangling.
 				for _, cid := range ids {
-					if err := s.deleteRow(tx, sc, child, fullAccess, cid, !soft || !child.SoftDelete, true, seen); err != nil {
+					if err := s.deleteRow(tx, sc, child, fullAccess, cid, !soft || !child.SoftDelete, seen); err != nil {
 						return err
 					}
 				}
@@ -945,13 +944,7 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 		}
 		return nil
 	}
-	del := tx
-	if cascaded && row[ColDeletedAt] != nil {
-		// A cascade removing a row that was already soft-deleted: its
-		// deleted event went out then.
-		del = events.Silently(tx)
-	}
-	if err := del.Table(r.Name).Where(q(ColID)+" = ?", id).Delete(map[string]any{}).Error; err != nil {
+	if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Delete(map[string]any{}).Error; err != nil {
 		return s.mapWriteError(tx, r, nil, err)
 	}
 	return nil
