@@ -401,6 +401,14 @@ resources:
 			var left int64
 			require.NoError(t, env.App.DB().Read.Raw("SELECT count(*) FROM invoices").Scan(&left).Error)
 			require.Zero(t, left, "no invoice is left pointing at the deleted vendor")
+			// Invoice 1's soft delete, then its removal for good (a second
+			// deleted event, as a ?hard=true delete of a soft-deleted row
+			// records), and invoice 2's delete.
+			r := env.Admin("GET", "/v1/_events?type=invoices.deleted", nil)
+			require.Equal(t, 200, r.Status)
+			var page struct{ Data []map[string]any }
+			require.NoError(t, json.Unmarshal(r.Body, &page))
+			require.Len(t, page.Data, 3)
 		})
 	}
 }

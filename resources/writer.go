@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -29,6 +30,20 @@ type writeOp struct {
 	// alone ops get a transaction of their own (background jobs whose
 	// reads must not see, or be seen by, other ops' uncommitted rows).
 	alone bool
+	// state is opQueued until a loop takes the op (opRunning) or its
+	// request gives up waiting first (opAbandoned: it never runs).
+	state atomic.Int32
+}
+
+const (
+	opQueued int32 = iota
+	opRunning
+	opAbandoned
+)
+
+// claim marks op as the loop's to run; false when its request gave up.
+func (op *writeOp) claim() bool {
+	return op.state.CompareAndSwap(opQueued, opRunning) || op.state.Load() == opRunning
 }
 
 // writer is the group-commit write path. Concurrent writes queue up while
@@ -98,8 +113,10 @@ func (w *writer) stop() {
 // do runs fn in the next batch and waits for its outcome. The op's GORM
 // handle carries ctx's values (the request's principal and trace) but not
 // its cancellation: a client that hangs up must not abort other requests'
-// shared transaction. A request cancelled before its batch starts is
-// dropped.
+// shared transaction. Its deadline does bound the op's statements (an op
+// past it fails alone, and the batch goes on without it). A request whose
+// context ends while its op still waits in the queue gets ctx's error at
+// once, and the op never runs; once running, do waits for its outcome.
 func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error, alone bool) error {
 	op := &writeOp{ctx: ctx, fn: fn, done: make(chan error, 1), alone: alone}
 	// The read lock spans the check and the send, so stop (which takes the
@@ -117,7 +134,15 @@ func (w *writer) do(ctx context.Context, fn func(tx *gorm.DB) error, alone bool)
 		return ctx.Err()
 	}
 	w.mu.RUnlock()
-	return <-op.done
+	select {
+	case err := <-op.done:
+		return err
+	case <-ctx.Done():
+		if op.state.CompareAndSwap(opQueued, opAbandoned) {
+			return ctx.Err()
+		}
+		return <-op.done
+	}
 }
 
 func (w *writer) loop(stopping chan struct{}) {
@@ -163,13 +188,25 @@ func (w *writer) loop(stopping chan struct{}) {
 func (w *writer) run(batch []*writeOp) {
 	live := batch[:0]
 	for _, op := range batch {
-		if err := op.ctx.Err(); err != nil {
-			op.done <- err
-			continue
+		if !op.claim() {
+			continue // its request gave up waiting
 		}
 		live = append(live, op)
 	}
 	for len(live) > 0 {
+		// Before every attempt: an op whose request is past its deadline
+		// is answered now (the previous attempt, if any, rolled back).
+		kept := live[:0]
+		for _, op := range live {
+			if err := op.ctx.Err(); err != nil {
+				op.done <- err
+				continue
+			}
+			kept = append(kept, op)
+		}
+		if live = kept; len(live) == 0 {
+			return
+		}
 		failed, err := w.try(live)
 		var ce *commitError
 		switch {
@@ -221,6 +258,10 @@ const maxAttempts = 6
 // failures after a short random pause.
 func (w *writer) runAlone(op *writeOp) {
 	for attempt := 1; ; attempt++ {
+		if err := op.ctx.Err(); err != nil {
+			op.done <- err
+			return
+		}
 		_, err := w.try([]*writeOp{op})
 		if err == nil {
 			op.done <- nil
@@ -301,7 +342,11 @@ func (w *writer) try(ops []*writeOp) (failed int, err error) {
 		failed = i
 		// The op's statements carry its request's values (principal,
 		// trace) and the batch's deadline, not the request's cancellation.
-		opCtx, opCancel := context.WithDeadline(context.WithoutCancel(op.ctx), deadline)
+		opDeadline := deadline
+		if d, ok := op.ctx.Deadline(); ok && d.Before(opDeadline) {
+			opDeadline = d
+		}
+		opCtx, opCancel := context.WithDeadline(context.WithoutCancel(op.ctx), opDeadline)
 		err := op.fn(run.WithContext(opCtx))
 		opCancel()
 		if err != nil {
