@@ -5,12 +5,12 @@ import (
 	"testing"
 
 	"github.com/herald-dev/herald/app/apptest"
-	"github.com/herald-dev/herald/database"
 )
 
 // FuzzHTTP sends arbitrary methods, paths, query strings and bodies, as
-// the admin, as nobody and as a bad token, to a Herald on SQLite, and
-// fails on any 5xx or a body that is not problem+json on an error. Under
+// the admin, as nobody and as a bad token, to a Herald on each engine,
+// and fails on any 5xx, an error that is not problem+json, or answers
+// that differ between the engines. Under
 // go test it runs its seed corpus; go test -fuzz=FuzzHTTP ./api explores.
 func FuzzHTTP(f *testing.F) {
 	seeds := []struct {
@@ -39,11 +39,19 @@ func FuzzHTTP(f *testing.F) {
 		{1, "/v1/_webhooks", "", `{"name":"x","url":"http://example.com","resource":"customers","related":["orders."],"classification":{"name":"c"}}`, 0},
 		{0, "/v1/customers/stream", "access_token=x&a=%ZZ", "", 1},
 		{0, "/v1/%2e%2e/_registry", "", "", 2},
+		{0, "/v1/customers/urn:uuid:01a23456-0000-7000-8000-000000000001", "", "", 0},
+		{3, "/v1/customers/01a234560000700080000000000000001", "", "", 0},
+		{0, "/v1/_events", "userId=a%00", "", 0},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, s.body, s.who)
 	}
-	env := apptest.Start(f, database.SQLite, shopSchema)
+	// One Herald per engine: every input goes to each, and the answers
+	// must agree (the same input gets the same status on both).
+	var envs []*apptest.Env
+	for _, kind := range kinds {
+		envs = append(envs, apptest.Start(f, kind, shopSchema))
+	}
 	methods := []string{"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"}
 	f.Fuzz(func(t *testing.T, method uint8, path, query, body string, who uint8) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#?") || len(path) > 2000 ||
@@ -63,15 +71,24 @@ func FuzzHTTP(f *testing.F) {
 		if body != "" {
 			b = body
 		}
-		r, err := apptest.Send(env.Server.Client(), env.Server.URL, m, target, b, token)
-		if err != nil {
-			return // the client refused to build it
+		statuses := make([]int, len(envs))
+		for i, env := range envs {
+			r, err := apptest.Send(env.Server.Client(), env.Server.URL, m, target, b, token)
+			if err != nil {
+				return // the client refused to build it
+			}
+			if r.Status >= 500 {
+				t.Fatalf("%s %s on %s: %d %s", m, target, env.Kind, r.Status, r.Body)
+			}
+			if r.Status >= 400 && m != "HEAD" && r.Header.Get("Content-Type") != "application/problem+json" {
+				t.Fatalf("%s %s on %s: %d with Content-Type %q: %s", m, target, env.Kind, r.Status, r.Header.Get("Content-Type"), r.Body)
+			}
+			statuses[i] = r.Status
 		}
-		if r.Status >= 500 {
-			t.Fatalf("%s %s: %d %s", m, target, r.Status, r.Body)
-		}
-		if r.Status >= 400 && m != "HEAD" && r.Header.Get("Content-Type") != "application/problem+json" {
-			t.Fatalf("%s %s: %d with Content-Type %q: %s", m, target, r.Status, r.Header.Get("Content-Type"), r.Body)
+		for i := range statuses {
+			if statuses[i] != statuses[0] {
+				t.Fatalf("%s %s: %v on %v: the engines disagree", m, target, statuses, kinds)
+			}
 		}
 	})
 }
