@@ -60,6 +60,7 @@ func TestBadInputsSameOnBothEngines(t *testing.T) {
 		{"path: uuid in braces", "DELETE", "/v1/customers/%7B{{ada}}%7D", ""},
 		{"query: NUL in an audit parameter", "GET", "/v1/_events?userId=a%00", ""},
 		{"query: NUL in a parameter name", "GET", "/v1/_events?a%00=1", ""},
+		{"query: bytes that are not UTF-8", "GET", "/v1/customers?name=%FF%FE", ""},
 		{"query: a 60 KB like pattern", "GET", "/v1/customers?name__like=" + strings.Repeat("%25a", 20000), ""},
 		{"body: urn uuid relation", "POST", "/v1/orders", `{"customer_id":"urn:uuid:{{ada}}","quantity":1}`},
 		{"path: unknown resource", "GET", "/v1/nope", ""},

@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -216,10 +217,12 @@ func inputMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 			return &queryStringError{err.Error()}
 		}
 		for k, vs := range q {
-			// PostgreSQL cannot take a NUL in a text parameter: refused
-			// once here for every parameter, on both engines.
-			if strings.ContainsRune(k, 0) || slices.ContainsFunc(vs, func(v string) bool { return strings.ContainsRune(v, 0) }) {
-				return &queryStringError{"parameter " + strconv.Quote(k) + " contains the NUL character (U+0000)"}
+			// PostgreSQL cannot take a NUL or bytes that are not UTF-8 in
+			// a text parameter: refused once here for every parameter, on
+			// both engines.
+			bad := func(v string) bool { return strings.ContainsRune(v, 0) || !utf8.ValidString(v) }
+			if bad(k) || slices.ContainsFunc(vs, bad) {
+				return &queryStringError{"parameter " + strconv.Quote(k) + " contains the NUL character (U+0000) or bytes that are not UTF-8"}
 			}
 		}
 		names, vals := c.ParamNames(), c.ParamValues()
