@@ -1,8 +1,10 @@
 package api_test
 
 import (
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/herald-dev/herald/app/apptest"
 )
@@ -53,6 +55,9 @@ func FuzzHTTP(f *testing.F) {
 		envs = append(envs, apptest.Start(f, kind, shopSchema))
 	}
 	methods := []string{"GET", "POST", "PATCH", "DELETE", "PUT", "HEAD"}
+	// A stream never ends (an escaped path can still route to one): the
+	// client gives up, and such an input is skipped.
+	client := &http.Client{Timeout: 5 * time.Second}
 	f.Fuzz(func(t *testing.T, method uint8, path, query, body string, who uint8) {
 		if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " \r\n\t#?") || len(path) > 2000 ||
 			strings.ContainsAny(query, " \r\n\t#") || len(query) > 4000 {
@@ -73,7 +78,7 @@ func FuzzHTTP(f *testing.F) {
 		}
 		statuses := make([]int, len(envs))
 		for i, env := range envs {
-			r, err := apptest.Send(env.Server.Client(), env.Server.URL, m, target, b, token)
+			r, err := apptest.Send(client, env.Server.URL, m, target, b, token)
 			if err != nil {
 				return // the client refused to build it
 			}
