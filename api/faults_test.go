@@ -53,34 +53,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 
 	// Writers keep creating through the outage and the recovery: none
 	// gets a 500, and every write acknowledged with 201 is there after.
-	var mu sync.Mutex
-	var acked []string
-	statuses := map[int]int{}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r, err := apptest.Send(env.Server.Client(), env.Server.URL, "POST", "/v1/customers",
-					map[string]any{"name": "Writer", "email": fmt.Sprintf("w%d-%d@example.com", w, i)}, apptest.AdminKey)
-				if err != nil {
-					continue
-				}
-				mu.Lock()
-				statuses[r.Status]++
-				if r.Status == 201 {
-					acked = append(acked, r.JSON()["id"].(string))
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
+	ws := startWriters(env)
 	time.Sleep(200 * time.Millisecond)
 
 	set(false)
@@ -106,17 +79,7 @@ func TestDatabaseUnreachable(t *testing.T) {
 	}, 15*time.Second, 100*time.Millisecond, "writes work again without a restart")
 	require.Equal(t, 200, env.Admin("GET", "/v1/customers", nil).Status)
 	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	for st := range statuses {
-		require.True(t, st == 201 || st == http.StatusServiceUnavailable, "writers saw %v", statuses)
-	}
-	require.Positive(t, statuses[http.StatusServiceUnavailable], "the writers met the outage: %v", statuses)
-	for _, id := range acked {
-		require.Equal(t, 200, env.Admin("GET", "/v1/customers/"+id, nil).Status, "acknowledged %s is there", id)
-	}
+	ws.stopAndCheck(t, env)
 }
 
 // TestFrozenTable: a table another session holds locked (a frozen
@@ -216,38 +179,7 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 		c.DatabaseURL = cluster.URL("postgres") + "&synchronous_commit=on"
 		c.RequestTimeout, c.WriteTimeout = 3*time.Second, 2*time.Second
 	})
-	var mu sync.Mutex
-	var acked []string
-	statuses := map[int]int{}
-	retryAfter := 0
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Go(func() {
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				r, err := apptest.Send(env.Server.Client(), env.Server.URL, "POST", "/v1/customers",
-					map[string]any{"name": "Writer", "email": fmt.Sprintf("w%d-%d@example.com", w, i)}, apptest.AdminKey)
-				if err != nil {
-					continue
-				}
-				mu.Lock()
-				statuses[r.Status]++
-				if r.Status == 201 {
-					acked = append(acked, r.JSON()["id"].(string))
-				}
-				if r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "" {
-					retryAfter++
-				}
-				mu.Unlock()
-				time.Sleep(5 * time.Millisecond)
-			}
-		})
-	}
+	ws := startWriters(env)
 	time.Sleep(300 * time.Millisecond)
 	require.NoError(t, cluster.Stop())
 	time.Sleep(time.Second)
@@ -259,16 +191,64 @@ func TestDatabaseStoppedAndStarted(t *testing.T) {
 		return env.Admin("GET", "/v1/customers?_limit=1", nil).Status == 200
 	}, 20*time.Second, 100*time.Millisecond, "reads work again without a restart")
 	time.Sleep(500 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	defer mu.Unlock()
-	for st := range statuses {
-		require.True(t, st == 201 || st == http.StatusServiceUnavailable, "writers saw %v", statuses)
+	ws.stopAndCheck(t, env)
+}
+
+// outageWriters are four clients creating customers back to back through
+// a database fault, keeping what they were answered.
+type outageWriters struct {
+	mu         sync.Mutex
+	acked      []string    // ids answered 201
+	statuses   map[int]int // every status, and how often
+	retryAfter int         // 503s that carried Retry-After
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startWriters(env *apptest.Env) *outageWriters {
+	ws := &outageWriters{statuses: map[int]int{}, stop: make(chan struct{})}
+	for w := range 4 {
+		ws.wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-ws.stop:
+					return
+				default:
+				}
+				r, err := apptest.Send(env.Server.Client(), env.Server.URL, "POST", "/v1/customers",
+					map[string]any{"name": "Writer", "email": fmt.Sprintf("w%d-%d@example.com", w, i)}, apptest.AdminKey)
+				if err != nil {
+					continue
+				}
+				ws.mu.Lock()
+				ws.statuses[r.Status]++
+				if r.Status == 201 {
+					ws.acked = append(ws.acked, r.JSON()["id"].(string))
+				}
+				if r.Status == http.StatusServiceUnavailable && r.Header.Get("Retry-After") != "" {
+					ws.retryAfter++
+				}
+				ws.mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
-	require.Positive(t, statuses[http.StatusServiceUnavailable], "the writers met the outage: %v", statuses)
-	require.Positive(t, retryAfter, "503s carry Retry-After")
-	for _, id := range acked {
+	return ws
+}
+
+// stopAndCheck stops the writers and checks that they saw only 201 and
+// 503 with Retry-After, met the fault, and that every acknowledged write
+// is there.
+func (ws *outageWriters) stopAndCheck(t *testing.T, env *apptest.Env) {
+	t.Helper()
+	close(ws.stop)
+	ws.wg.Wait()
+	for st := range ws.statuses {
+		require.True(t, st == 201 || st == http.StatusServiceUnavailable, "writers saw %v", ws.statuses)
+	}
+	require.Positive(t, ws.statuses[http.StatusServiceUnavailable], "the writers met the outage: %v", ws.statuses)
+	require.Equal(t, ws.statuses[http.StatusServiceUnavailable], ws.retryAfter, "every 503 carries Retry-After")
+	for _, id := range ws.acked {
 		require.Equal(t, 200, env.Admin("GET", "/v1/customers/"+id, nil).Status, "acknowledged %s is there", id)
 	}
 }

@@ -168,15 +168,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestSlowClientsAreCutOff(t *testing.T) {
 	cfg := newConfig(t, filepath.Join(t.TempDir(), "herald.db"), writeSchema(t, notesSchema))
 	cfg.ReadTimeout, cfg.IdleTimeout = 500*time.Millisecond, 500*time.Millisecond
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = a.Serve(ctx, ln) }()
-	addr := ln.Addr().String()
+	addr, _, _ := serve(t, cfg, io.Discard)
 
 	closedWithin := func(conn net.Conn, within time.Duration) bool {
 		_ = conn.SetReadDeadline(time.Now().Add(within))
@@ -226,15 +218,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 func TestBodiesClientsGiveUpOn(t *testing.T) {
 	cfg := newConfig(t, filepath.Join(t.TempDir(), "herald.db"), writeSchema(t, notesSchema))
 	var logs syncBuffer
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Out: io.Discard})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() { _ = a.Serve(ctx, ln) }()
-	addr := ln.Addr().String()
+	addr, _, _ := serve(t, cfg, &logs)
 
 	big, err := net.Dial("tcp", addr)
 	require.NoError(t, err)
@@ -296,15 +280,8 @@ func TestShutdownTimeoutCapsTheExit(t *testing.T) {
 	}
 	cfg := newConfig(t, dbtest.URL(t, database.Postgres), writeSchema(t, notesSchema))
 	cfg.ShutdownTimeout, cfg.WriteTimeout, cfg.RequestTimeout = time.Second, 30*time.Second, time.Minute
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Out: io.Discard})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = a.Close() })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- a.Serve(ctx, ln) }()
-	base := "http://" + ln.Addr().String()
+	addr, cancel, served := serve(t, cfg, io.Discard)
+	base := "http://" + addr
 
 	bg := context.Background()
 	locker, err := pgx.Connect(bg, cfg.DatabaseURL)
@@ -327,4 +304,21 @@ func TestShutdownTimeoutCapsTheExit(t *testing.T) {
 		t.Fatal("Serve did not return")
 	}
 	require.Less(t, time.Since(began), 4*time.Second, "the exit is capped by the shutdown timeout")
+}
+
+// serve runs Herald with cfg on a loopback listener through Serve (with
+// the server's timeouts, unlike apptest) and returns its address, the
+// shutdown signal and Serve's result. Logs go to log.
+func serve(t *testing.T, cfg app.Config, log io.Writer) (string, context.CancelFunc, <-chan error) {
+	t.Helper()
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(log, nil)), Out: io.Discard})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = a.Close() })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	served := make(chan error, 1)
+	go func() { served <- a.Serve(ctx, ln) }()
+	return ln.Addr().String(), cancel, served
 }
