@@ -112,14 +112,7 @@ var settings = []setting{
 		c.WebhookAllowPrivate = b
 		return err
 	}},
-	{"HERALD_EVENT_RETENTION", "720h", "how long events are kept", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d <= 0 {
-			err = errors.New("must be positive")
-		}
-		c.EventRetention = d
-		return err
-	}},
+	{"HERALD_EVENT_RETENTION", "720h", "how long events are kept", positiveDuration(func(c *Config) *time.Duration { return &c.EventRetention })},
 	{"HERALD_MAX_BODY", "1MiB", "largest request body", func(c *Config, v string) error {
 		n, err := parseSize(v)
 		c.MaxBody = n
@@ -133,14 +126,7 @@ var settings = []setting{
 		c.SQLiteSync = v
 		return nil
 	}},
-	{"HERALD_WRITE_TIMEOUT", "10s", "longest a write transaction may take (then 503)", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d <= 0 {
-			err = errors.New("must be positive")
-		}
-		c.WriteTimeout = d
-		return err
-	}},
+	{"HERALD_WRITE_TIMEOUT", "10s", "longest a write transaction may take (then 503)", positiveDuration(func(c *Config) *time.Duration { return &c.WriteTimeout })},
 	{"HERALD_SSE_MAX_PER_CALLER", "20", "most SSE streams of one caller (admin key, user, or IP for public)", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err == nil && (n < 1 || n > 1_000_000) {
@@ -165,30 +151,9 @@ var settings = []setting{
 		c.ClassifyInterval = d
 		return err
 	}},
-	{"HERALD_READ_TIMEOUT", "30s", "longest time to read a request, body included (a client that trickles is cut off)", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d <= 0 {
-			err = errors.New("must be positive")
-		}
-		c.ReadTimeout = d
-		return err
-	}},
-	{"HERALD_REQUEST_TIMEOUT", "30s", "a request's deadline, its queries and its wait in the write queue included (streams and imports exempt)", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d <= 0 {
-			err = errors.New("must be positive")
-		}
-		c.RequestTimeout = d
-		return err
-	}},
-	{"HERALD_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err == nil && d <= 0 {
-			err = errors.New("must be positive")
-		}
-		c.IdleTimeout = d
-		return err
-	}},
+	{"HERALD_READ_TIMEOUT", "30s", "longest time to read a request, body included (a client that trickles is cut off)", positiveDuration(func(c *Config) *time.Duration { return &c.ReadTimeout })},
+	{"HERALD_REQUEST_TIMEOUT", "30s", "a request's deadline, its queries and its wait in the write queue included (streams and imports exempt)", positiveDuration(func(c *Config) *time.Duration { return &c.RequestTimeout })},
+	{"HERALD_IDLE_TIMEOUT", "60s", "how long an idle keep-alive connection stays open", positiveDuration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{"HERALD_MAX_CONNS", "20000", "most open connections (SSE streams included); more wait to be accepted", func(c *Config, v string) error {
 		n, err := strconv.Atoi(v)
 		if err == nil && (n < 1 || n > 1_000_000) {
@@ -197,14 +162,20 @@ var settings = []setting{
 		c.MaxConns = n
 		return err
 	}},
-	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", func(c *Config, v string) error {
+	{"HERALD_SHUTDOWN_TIMEOUT", "30s", "how long SIGTERM waits for requests in flight", positiveDuration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+}
+
+// positiveDuration is the setter of a duration setting that must be
+// positive.
+func positiveDuration(field func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
 		d, err := time.ParseDuration(v)
 		if err == nil && d <= 0 {
 			err = errors.New("must be positive")
 		}
-		c.ShutdownTimeout = d
+		*field(c) = d
 		return err
-	}},
+	}
 }
 
 // LoadConfig reads the settings from flags (args, without the program
