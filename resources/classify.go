@@ -457,29 +457,6 @@ func (s *Store) ScanLive(tx *gorm.DB, resource, after string, limit int, windows
 	return selectRows(tx, r, sql, b.args...)
 }
 
-// RowsByID reads the live rows of resource with these ids inside tx.
-func (s *Store) RowsByID(tx *gorm.DB, resource string, ids []string) (map[string]Row, error) {
-	r := s.Schema().Resource(resource)
-	if r == nil || len(ids) == 0 {
-		return nil, nil
-	}
-	b := &sqlBuilder{kind: s.db.Kind}
-	b.add(q(ColID)+" IN ?", ids)
-	if r.SoftDelete {
-		b.add(q(ColDeletedAt) + " IS NULL")
-	}
-	rows, err := selectRows(tx, r, selectFrom(r)+b.where(), b.args...)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]Row, len(rows))
-	for _, row := range rows {
-		id, _ := row[ColID].(string)
-		out[id] = row
-	}
-	return out, nil
-}
-
 // Referencing returns, for each of ids, the ids of the live rows of
 // resource whose relation field holds it, read on db (a read snapshot of
 // the caller's). The webhook dispatcher uses it for relation-aware
