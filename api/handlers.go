@@ -32,9 +32,13 @@ func (s *Server) list(c echo.Context) error {
 }
 
 func (s *Server) get(c echo.Context) error {
-	row, err := s.store.Get(c.Request().Context(), c.Param("resource"), c.Param("id"), c.QueryParams())
+	row, tag, err := s.store.Get(c.Request().Context(), c.Param("resource"), c.Param("id"), c.QueryParams())
 	if err != nil {
 		return err
+	}
+	c.Response().Header().Set("ETag", tag)
+	if noneMatch(c.Request().Header.Get("If-None-Match"), tag) {
+		return c.NoContent(http.StatusNotModified)
 	}
 	return respond(c, http.StatusOK, row)
 }
@@ -50,7 +54,7 @@ func (s *Server) create(c echo.Context) error {
 		return err
 	}
 	name := c.Param("resource")
-	rows, err := s.store.Create(c.Request().Context(), name, body)
+	rows, tags, err := s.store.Create(c.Request().Context(), name, body)
 	if err != nil {
 		return err
 	}
@@ -58,6 +62,7 @@ func (s *Server) create(c echo.Context) error {
 		return respond(c, http.StatusCreated, map[string]any{"data": rows})
 	}
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/"+name+"/"+rows[0][resources.ColID].(string))
+	c.Response().Header().Set("ETag", tags[0])
 	return respond(c, http.StatusCreated, rows[0])
 }
 
@@ -76,16 +81,18 @@ func (s *Server) write(c echo.Context, replace bool) error {
 	if !ok {
 		return &resources.ValidationError{Problems: []resources.Problem{{Rule: "type", Message: "body must be an object"}}}
 	}
-	row, err := s.store.Update(c.Request().Context(), c.Param("resource"), c.Param("id"), obj, replace)
+	row, tag, err := s.store.Update(c.Request().Context(), c.Param("resource"), c.Param("id"), obj, replace,
+		ifMatch(c.Request().Header))
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set("ETag", tag)
 	return respond(c, http.StatusOK, row)
 }
 
 func (s *Server) delete(c echo.Context) error {
 	hard := c.QueryParam("hard") == "true"
-	if err := s.store.Delete(c.Request().Context(), c.Param("resource"), c.Param("id"), hard); err != nil {
+	if err := s.store.Delete(c.Request().Context(), c.Param("resource"), c.Param("id"), hard, ifMatch(c.Request().Header)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -107,7 +114,7 @@ func (s *Server) exportRegistry(c echo.Context) error {
 
 // importRegistry applies a schema document (YAML or JSON) as a plan.
 func (s *Server) importRegistry(c echo.Context) error {
-	raw, err := s.readBody(c)
+	raw, err := s.readBody(c, true)
 	if err != nil {
 		return err
 	}
@@ -122,4 +129,30 @@ func (s *Server) importRegistry(c echo.Context) error {
 		return err
 	}
 	return respond(c, http.StatusOK, res)
+}
+
+// ifMatch reads the If-Match header fields as a list of entity tags (or
+// "*"); nil when there are none, which is no precondition.
+func ifMatch(h http.Header) []string {
+	var tags []string
+	for _, v := range h.Values("If-Match") {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
+}
+
+// noneMatch reports whether an If-None-Match header matches tag, by the
+// weak comparison RFC 9110 prescribes for it ("*" matches any record).
+func noneMatch(header, tag string) bool {
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == "*" || t == tag {
+			return true
+		}
+	}
+	return false
 }

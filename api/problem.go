@@ -61,6 +61,7 @@ func toProblem(err error) (*Problem, bool) {
 		qse  *queryStringError
 		wbe  *webhooks.BodyError
 		le   *realtime.LimitError
+		mte  *mediaTypeError
 	)
 	switch {
 	case errors.As(err, &p):
@@ -68,6 +69,8 @@ func toProblem(err error) (*Problem, bool) {
 	case errors.As(err, &mbe):
 		return newProblem(http.StatusRequestEntityTooLarge, "body-too-large", "Request body too large",
 			"the body exceeds HERALD_MAX_BODY"), false
+	case errors.As(err, &mte):
+		return newProblem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type", mte.Error()), false
 	case errors.As(err, &body):
 		return newProblem(http.StatusBadRequest, "malformed-json", "Malformed JSON", body.msg), false
 	case errors.Is(err, realtime.ErrShuttingDown):
@@ -124,6 +127,9 @@ func toProblem(err error) (*Problem, bool) {
 		return newProblem(http.StatusUnauthorized, "unauthorized", "Unauthorized", "missing or invalid credentials"), false
 	case errors.Is(err, models.ErrForbidden):
 		return newProblem(http.StatusForbidden, "forbidden", "Forbidden", "this role may not do that"), false
+	case errors.Is(err, models.ErrPreconditionFailed):
+		return newProblem(http.StatusPreconditionFailed, "precondition-failed", "Precondition failed",
+			"the record has changed since the version named in If-Match; read it again (its ETag) and retry"), false
 	case errors.Is(err, models.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", "Conflict", "the write conflicts with existing data"), false
 	case errors.Is(err, resources.ErrOutcomeUnknown):
@@ -201,7 +207,7 @@ func errorHandler(log *slog.Logger, db *dbHealth) echo.HTTPErrorHandler {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="herald"`)
 		}
 		switch cp.Status {
-		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge:
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 			if c.Request().ContentLength != 0 {
 				// Refused before the body was read: close the connection
 				// rather than read what is left of it first (net/http

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -136,8 +137,8 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	if len(cfg.CORSOrigins) > 0 {
 		s.e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
 			AllowOrigins:  cfg.CORSOrigins,
-			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, headerRequestID, headerCorrelationID, "traceparent", "tracestate", "Last-Event-ID"},
-			ExposeHeaders: []string{headerRequestID, headerCorrelationID, echo.HeaderLocation},
+			AllowHeaders:  []string{echo.HeaderAuthorization, echo.HeaderContentType, headerRequestID, headerCorrelationID, "traceparent", "tracestate", "Last-Event-ID", "If-Match", "If-None-Match"},
+			ExposeHeaders: []string{headerRequestID, headerCorrelationID, echo.HeaderLocation, "ETag"},
 			MaxAge:        600,
 		}))
 	}
@@ -146,8 +147,16 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	return s, nil
 }
 
-// ServeHTTP makes Server an http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.e.ServeHTTP(w, r) }
+// ServeHTTP makes Server an http.Handler. HEAD is served as GET wherever
+// GET is: the request is routed as a GET, and net/http, which still sees
+// the original HEAD request, sends the headers and drops the body.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead {
+		r = r.WithContext(r.Context()) // a shallow copy: the server keeps its HEAD request
+		r.Method = http.MethodGet
+	}
+	s.e.ServeHTTP(w, r)
+}
 
 func (s *Server) routes() {
 	e := s.e
@@ -336,10 +345,49 @@ type bodyError struct{ msg string }
 // Error implements error.
 func (e *bodyError) Error() string { return e.msg }
 
-// readBody reads the request body within HERALD_MAX_BODY. A declared
-// length over it is refused before anything is read; a client that hangs
-// up mid-body gets a 400 it will not see, and is no server error.
-func (s *Server) readBody(c echo.Context) ([]byte, error) {
+// mediaTypeError is a body of a media type the endpoint does not take (415).
+type mediaTypeError struct{ got, want string }
+
+// Error implements error.
+func (e *mediaTypeError) Error() string {
+	return "the body's Content-Type is " + strconv.Quote(e.got) + "; this endpoint takes " + e.want
+}
+
+// checkMediaType refuses a body whose declared Content-Type is not JSON
+// (application/json or any +json type), or, with yamlOK, YAML. A request
+// without a Content-Type is read as JSON, as curl and most clients send
+// bodies they do not label.
+func checkMediaType(c echo.Context, yamlOK bool) error {
+	ct := c.Request().Header.Get(echo.HeaderContentType)
+	if ct == "" {
+		return nil
+	}
+	want := "application/json"
+	if yamlOK {
+		want += " or application/yaml"
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return &mediaTypeError{ct, want}
+	}
+	switch {
+	case mt == "application/json" || strings.HasSuffix(mt, "+json"):
+		return nil
+	case yamlOK && (mt == "application/yaml" || mt == "application/x-yaml" || mt == "text/yaml" || strings.HasSuffix(mt, "+yaml")):
+		return nil
+	}
+	return &mediaTypeError{mt, want}
+}
+
+// readBody reads the request body within HERALD_MAX_BODY, refusing one
+// that is not JSON (or YAML, with yamlOK) by its Content-Type first. A
+// declared length over the limit is refused before anything is read; a
+// client that hangs up mid-body gets a 400 it will not see, and is no
+// server error.
+func (s *Server) readBody(c echo.Context, yamlOK bool) ([]byte, error) {
+	if err := checkMediaType(c, yamlOK); err != nil {
+		return nil, err
+	}
 	if n := c.Request().ContentLength; n > s.cfg.MaxBody {
 		return nil, &http.MaxBytesError{Limit: s.cfg.MaxBody}
 	}
@@ -355,7 +403,7 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 // decodeJSON reads a JSON body; numbers stay json.Number so integers keep
 // their precision.
 func (s *Server) decodeJSON(c echo.Context) (any, error) {
-	raw, err := s.readBody(c)
+	raw, err := s.readBody(c, false)
 	if err != nil {
 		return nil, err
 	}

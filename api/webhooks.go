@@ -25,7 +25,7 @@ func (s *Server) webhookRoutes() {
 }
 
 func (s *Server) createWebhook(c echo.Context) error {
-	body, err := s.readBody(c)
+	body, err := s.readBody(c, false)
 	if err != nil {
 		return err
 	}
@@ -54,7 +54,7 @@ func (s *Server) getWebhook(c echo.Context) error {
 }
 
 func (s *Server) updateWebhook(c echo.Context) error {
-	body, err := s.readBody(c)
+	body, err := s.readBody(c, false)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (s *Server) testWebhook(c echo.Context) error {
 }
 
 func (s *Server) invokeWebhook(c echo.Context) error {
-	body, err := s.readBody(c)
+	body, err := s.readBody(c, false)
 	if err != nil {
 		return err
 	}
@@ -101,7 +101,7 @@ func (s *Server) invokeWebhook(c echo.Context) error {
 }
 
 func (s *Server) replayWebhook(c echo.Context) error {
-	body, err := s.readBody(c)
+	body, err := s.readBody(c, false)
 	if err != nil {
 		return err
 	}

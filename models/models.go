@@ -15,6 +15,9 @@ var (
 	ErrConflict = errors.New("conflict")
 	// ErrForbidden means the caller's role may not do this.
 	ErrForbidden = errors.New("forbidden")
+	// ErrPreconditionFailed means a write's If-Match named a version of
+	// the record that is no longer current.
+	ErrPreconditionFailed = errors.New("precondition failed")
 )
 
 // Registry is the single row that stores the applied schema, so a restart

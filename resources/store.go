@@ -472,35 +472,41 @@ func (s *Store) List(ctx context.Context, resource string, params url.Values) (*
 	return res, nil
 }
 
-// Get returns one visible record; params may carry fields and include.
-func (s *Store) Get(ctx context.Context, resource, id string, params url.Values) (Row, error) {
+// Get returns one visible record and its entity tag (see ETag; with
+// include, the tag covers the included records too); params may carry
+// fields and include.
+func (s *Store) Get(ctx context.Context, resource, id string, params url.Values) (Row, string, error) {
 	sc, r, a, err := s.resolve(ctx, resource, ActionRead)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	fields, err := parseFields(r, params.Get("fields"))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	include, err := parseInclude(r, params.Get("include"))
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if err := a.checkReadable(&ListQuery{Fields: fields, Include: include}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	db := s.db.Read.WithContext(ctx)
 	row, err := s.findOne(db, r, a, id, false, noLock)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if row == nil {
-		return nil, fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+		return nil, "", fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
 	}
+	tag := ETag(row)
 	if err := s.expand(ctx, db, sc, r, []Row{row}, include); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return a.project(row, fields), nil
+	if len(include) > 0 {
+		tag = expandedETag(tag, row[ExpandKey])
+	}
+	return a.project(row, fields), tag, nil
 }
 
 // expand adds each included relation's record under row["expand"][field],
@@ -554,11 +560,12 @@ func (s *Store) expand(ctx context.Context, db *gorm.DB, sc *Schema, r *Resource
 }
 
 // Create inserts one record (body is an object) or several atomically (an
-// array of at most MaxBulk objects). It returns the created rows.
-func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, error) {
+// array of at most MaxBulk objects). It returns the created rows and their
+// entity tags.
+func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, []string, error) {
 	sc, r, a, err := s.resolve(ctx, resource, ActionCreate)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var objs []map[string]any
 	prefix := func(int) string { return "" }
@@ -567,18 +574,18 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 		objs = []map[string]any{v}
 	case []any:
 		if len(v) == 0 || len(v) > MaxBulk {
-			return nil, &ValidationError{[]Problem{{Field: "", Rule: "maxItems", Message: fmt.Sprintf("send 1 to %d records", MaxBulk)}}}
+			return nil, nil, &ValidationError{[]Problem{{Field: "", Rule: "maxItems", Message: fmt.Sprintf("send 1 to %d records", MaxBulk)}}}
 		}
 		prefix = func(i int) string { return fmt.Sprintf("[%d].", i) }
 		for i, item := range v {
 			m, ok := item.(map[string]any)
 			if !ok {
-				return nil, &ValidationError{[]Problem{{Field: fmt.Sprintf("[%d]", i), Rule: "type", Message: "must be an object"}}}
+				return nil, nil, &ValidationError{[]Problem{{Field: fmt.Sprintf("[%d]", i), Rule: "type", Message: "must be an object"}}}
 			}
 			objs = append(objs, m)
 		}
 	default:
-		return nil, &ValidationError{[]Problem{{Field: "", Rule: "type", Message: "body must be an object or an array of objects"}}}
+		return nil, nil, &ValidationError{[]Problem{{Field: "", Rule: "type", Message: "body must be an object or an array of objects"}}}
 	}
 	now := s.now()
 	var probs []Problem
@@ -592,10 +599,10 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 		vals[i] = v
 	}
 	if err := a.forbidden(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(probs) > 0 {
-		return nil, &ValidationError{probs}
+		return nil, nil, &ValidationError{probs}
 	}
 	err = s.write(ctx, func(tx *gorm.DB) error {
 		for i, v := range vals {
@@ -609,13 +616,14 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, e
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rows := make([]Row, len(vals))
+	rows, tags := make([]Row, len(vals)), make([]string, len(vals))
 	for i, v := range vals {
-		rows[i] = a.project(outputRow(v), nil)
+		out := outputRow(v)
+		rows[i], tags[i] = a.project(out, nil), ETag(out)
 	}
-	return rows, nil
+	return rows, tags, nil
 }
 
 // prepareCreate checks one object and returns its canonical column values.
@@ -757,11 +765,13 @@ func outputRow(vals map[string]any) Row {
 
 // Update changes a record: a partial update (PATCH) or, with replace, a full
 // replace (PUT) where absent fields take their default or null. An update
-// that changes nothing writes nothing and returns the row as it is.
-func (s *Store) Update(ctx context.Context, resource, id string, body map[string]any, replace bool) (Row, error) {
+// that changes nothing writes nothing and returns the row as it is. With
+// ifMatch (entity tags, or "*"), a row whose tag is not among them is left
+// alone: PreconditionFailed. It returns the row and its new entity tag.
+func (s *Store) Update(ctx context.Context, resource, id string, body map[string]any, replace bool, ifMatch []string) (Row, string, error) {
 	sc, r, a, err := s.resolve(ctx, resource, ActionUpdate)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	vals := map[string]any{}
 	var probs []Problem
@@ -788,10 +798,10 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		}
 	}
 	if err := a.forbidden(); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(probs) > 0 {
-		return nil, &ValidationError{probs}
+		return nil, "", &ValidationError{probs}
 	}
 	var result Row
 	err = s.write(ctx, func(tx *gorm.DB) error {
@@ -801,6 +811,9 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		}
 		if old == nil {
 			return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+		}
+		if err := checkIfMatch(old, ifMatch); err != nil {
+			return err
 		}
 		merged := map[string]any{}
 		for _, f := range r.Fields {
@@ -830,7 +843,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		if err := s.checkParents(tx, sc, r, changed, ""); err != nil {
 			return err
 		}
-		changed[ColUpdatedAt] = s.now()
+		changed[ColUpdatedAt] = s.nextUpdatedAt(old)
 		if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Updates(s.dbValues(r, changed)).Error; err != nil {
 			return s.mapWriteError(tx, r, changed, err)
 		}
@@ -840,9 +853,9 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return a.project(result, nil), nil
+	return a.project(result, nil), ETag(result), nil
 }
 
 // sameValue compares two values in output form.
@@ -862,8 +875,9 @@ func sameValue(a, b any) bool {
 // delete and hard is false, otherwise for good. Relations to it are handled
 // here, row by row, so every touched row goes through the GORM callbacks:
 // restrict refuses (409), cascade deletes the referring rows, setNull clears
-// the reference.
-func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) error {
+// the reference. With ifMatch (entity tags, or "*"), a row whose tag is
+// not among them is left alone: PreconditionFailed.
+func (s *Store) Delete(ctx context.Context, resource, id string, hard bool, ifMatch []string) error {
 	sc, r, a, err := s.resolve(ctx, resource, ActionDelete)
 	if err != nil {
 		return err
@@ -872,6 +886,18 @@ func (s *Store) Delete(ctx context.Context, resource, id string, hard bool) erro
 		return fmt.Errorf("resources: hard delete is for admins: %w", models.ErrForbidden)
 	}
 	return s.write(ctx, func(tx *gorm.DB) error {
+		if ifMatch != nil {
+			row, err := s.findOne(tx, r, a, id, hard, forUpdate)
+			if err != nil {
+				return err
+			}
+			if row == nil {
+				return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
+			}
+			if err := checkIfMatch(row, ifMatch); err != nil {
+				return err
+			}
+		}
 		return s.deleteRow(tx, sc, r, a, id, hard, map[string]bool{})
 	})
 }

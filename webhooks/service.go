@@ -346,7 +346,7 @@ func (s *Service) Invoke(ctx context.Context, id string, body []byte) (*InvokeRe
 	if len(probs) > 0 {
 		return nil, &resources.ValidationError{Problems: probs}
 	}
-	row, err := s.store.Get(ctx, resource, req.ResourceID, url.Values{})
+	row, _, err := s.store.Get(ctx, resource, req.ResourceID, url.Values{})
 	if err != nil {
 		return nil, err
 	}
