@@ -15,4 +15,8 @@ COPY --from=build /herald /herald
 COPY --chown=65532:65532 herald.yaml /data/herald.yaml
 ENV HERALD_ADDR=:8080
 EXPOSE 8080
+# `herald healthcheck` GETs /readyz on the port of HERALD_ADDR and exits 0
+# on 200, 1 otherwise. Exec form: distroless has no shell.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/herald", "healthcheck"]
 ENTRYPOINT ["/herald"]
