@@ -30,7 +30,7 @@ func (s *Server) getEvent(c echo.Context) error {
 }
 
 // history answers a record's events, newest first, to callers who may read
-// the record, as their view allows (resources.View.Events).
+// the record, as their view allows (events.Redact asks resources.View).
 func (s *Server) history(c echo.Context) error {
 	resource, id := c.Param("resource"), c.Param("id")
 	view, err := s.store.RecordView(c.Request().Context(), resource, id)
@@ -52,6 +52,6 @@ func (s *Server) history(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page.Data = view.Events(page.Data)
+	page.Data = events.RedactAll(page.Data, view)
 	return respond(c, http.StatusOK, page)
 }

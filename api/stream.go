@@ -18,6 +18,10 @@ import (
 // Realtime streams (SPEC section 7). The handlers resolve the caller's
 // view and parameters, then hand the connection to the hub.
 
+// A stream's view and a record's history answer the one redaction of
+// events (events.Redact) through resources.View.
+var _ events.Reader = (*resources.View)(nil)
+
 // accessTokenMiddleware takes ?access_token= out of every URL before
 // anything (tracing, logs, metrics) sees it. On a stream, where browsers'
 // EventSource cannot send headers, it becomes the Authorization header;
@@ -122,7 +126,8 @@ func (s *Server) resourceStream(c echo.Context) error {
 		Filter: func(e *events.Event) bool {
 			return e.ResourceName == name && slices.Contains(ops, events.Op(e.EventType))
 		},
-		Key: view.Key(), View: view.Apply, SchemaVersion: view.SchemaVersion(), Expires: view.Expires()})
+		Key: view.Key(), View: func(e *events.Event) (events.Event, bool) { return events.Redact(e, view) },
+		SchemaVersion: view.SchemaVersion(), Expires: view.Expires()})
 }
 
 // adminStream is GET /v1/_events/stream: everything, or the resources and

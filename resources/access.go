@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/herald-dev/herald/auth"
-	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 )
 
@@ -276,53 +275,44 @@ func (a *access) forbidden() error {
 	return &ForbiddenError{Message: "the write touches fields this role may not set", Problems: a.denied}
 }
 
-// View is what a caller may see of one record's data, for its history.
+// View is what one caller may read of one resource's rows, in plain types
+// (rows in API form, field names). It answers the questions of
+// events.Reader, so that one redaction (events.Redact) serves record
+// history and realtime streams, without resources importing events: api
+// hands a View to events.Redact. A record's history (RecordView) shows
+// every side of the record's events, since the caller may read the record
+// now; a stream (StreamView) checks each side against the read
+// permission's row filters. It is immutable and safe for concurrent use.
 type View struct {
-	// Admin sees everything.
-	Admin bool
-	a     *access
-	r     *Resource
+	r      *Resource
+	a      *access
+	fields []string // narrows the readable fields (a stream's fields); nil: all
+	rows   bool     // Visible checks rows against soft delete and the row filters
 }
 
-// Project limits a row to the readable fields (nil stays nil).
+// Admin reports that the caller is the admin.
+func (v *View) Admin() bool { return v.a.admin }
+
+// Whole reports that the caller sees rows whole: the admin, not narrowed
+// to some fields.
+func (v *View) Whole() bool { return v.a.admin && len(v.fields) == 0 }
+
+// Project keeps, of a row, the fields the caller sees (Readable); row is
+// not modified.
 func (v *View) Project(row map[string]any) map[string]any {
-	if row == nil || v.Admin {
-		return row
-	}
-	return v.a.project(row, nil)
+	return v.a.project(row, v.fields)
 }
 
-// Events limits a record's events to this view: old and new keep the
-// readable fields, the change lists the readable names, and the session
-// variables only who did it (userId, role); a classification's events go
-// only to callers who may read every field it reads. Admins see events
-// whole.
-func (v *View) Events(evs []events.Event) []events.Event {
-	if v.Admin {
-		return evs
-	}
-	out := evs[:0]
-	for i := range evs {
-		if !v.classificationReadable(evs[i].Data.Classification) {
-			continue
-		}
-		out = append(out, evs[i])
-		e := &out[len(out)-1]
-		e.Data.Old, e.Data.New = v.Project(e.Data.Old), v.Project(e.Data.New)
-		e.Data.Changes = events.Changes{Added: v.Fields(e.Data.Changes.Added),
-			Updated: v.Fields(e.Data.Changes.Updated), Removed: v.Fields(e.Data.Changes.Removed)}
-		e.SessionVariables = who(e.SessionVariables)
-	}
-	return out
+// Readable reports whether the caller sees the field: readable, and among
+// the fields asked for when the view was narrowed.
+func (v *View) Readable(name string) bool {
+	return v.a.readable(name) && (len(v.fields) == 0 || slices.Contains(v.fields, name))
 }
 
-// classificationReadable tells whether the caller may read every field
-// the transition's classification reads (true for other events).
-func (v *View) classificationReadable(t *events.Transition) bool {
-	if t == nil {
-		return true
-	}
-	cl := v.r.Classification(t.Name)
+// ClassificationReadable reports whether the caller may read every field
+// the resource's named classification reads (false when there is none).
+func (v *View) ClassificationReadable(name string) bool {
+	cl := v.r.Classification(name)
 	if cl == nil {
 		return false
 	}
@@ -334,29 +324,6 @@ func (v *View) classificationReadable(t *events.Transition) bool {
 	return true
 }
 
-// who keeps, of an event's session variables, who did it (userId, role):
-// what a caller other than the admin sees of them.
-func who(sv map[string]any) map[string]any {
-	out := map[string]any{}
-	for _, k := range []string{"userId", "role"} {
-		if val, ok := sv[k]; ok {
-			out[k] = val
-		}
-	}
-	return out
-}
-
-// Fields keeps the readable names.
-func (v *View) Fields(names []string) []string {
-	out := []string{}
-	for _, n := range names {
-		if v.Admin || v.a.readable(n) {
-			out = append(out, n)
-		}
-	}
-	return out
-}
-
 // RecordView checks that the caller may read the record (admins: that the
 // resource exists, since the record may be gone) and returns their view.
 func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, error) {
@@ -365,7 +332,7 @@ func (s *Store) RecordView(ctx context.Context, resource, id string) (*View, err
 		return nil, err
 	}
 	if a.admin {
-		return &View{Admin: true}, nil
+		return &View{r: r, a: a}, nil
 	}
 	row, err := s.findOne(s.db.Read.WithContext(ctx), r, a, id, false, noLock)
 	if err != nil {

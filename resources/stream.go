@@ -7,18 +7,16 @@ import (
 	"time"
 
 	"github.com/herald-dev/herald/auth"
-	"github.com/herald-dev/herald/events"
 )
 
 // StreamView is what one caller may see of a resource's events on a
 // realtime stream: the rows its read permission lets it read (row filters
 // checked in memory against the old and the new row, as the SQL of reads
 // checks them against stored rows), projected to its read fields and then
-// to the fields it asked for. It is immutable and safe for concurrent use.
+// to the fields it asked for. Its View answers events.Redact. It is
+// immutable and safe for concurrent use.
 type StreamView struct {
-	r       *Resource
-	a       *access
-	fields  []string
+	View
 	key     string
 	version int
 	expires time.Time
@@ -41,7 +39,7 @@ func (s *Store) StreamView(ctx context.Context, resource, fields string) (*Strea
 		return nil, err
 	}
 	p := auth.FromContext(ctx)
-	v := &StreamView{r: r, a: a, fields: fs, version: version}
+	v := &StreamView{View: View{r: r, a: a, fields: fs, rows: true}, version: version}
 	v.key = v.makeKey(p)
 	if exp, ok := p.Claims["exp"].(float64); ok {
 		v.expires = time.Unix(int64(exp), 0)
@@ -59,8 +57,9 @@ func (v *StreamView) Expires() time.Time { return v.expires }
 
 // makeKey identifies what the view shows: callers with equal keys see the
 // same frames, so a frame is encoded once per key. It is an unambiguous
-// encoding of everything Apply depends on: the schema version, the
-// resource, the read fields, the bound row filters and fields.
+// encoding of everything the view's answers depend on: the schema
+// version, the resource, the read fields, the bound row filters and
+// fields.
 func (v *StreamView) makeKey(p *auth.Principal) string {
 	type rule struct {
 		F, Op string
@@ -100,11 +99,17 @@ func (v *StreamView) Key() string { return v.key }
 // Resource is the resource the view is of.
 func (v *StreamView) Resource() string { return v.r.Name }
 
-// Visible tells whether a row (in its API form, as events carry it) is one
-// the caller may read: not soft-deleted, and matching every row filter of
-// its read permission, with SQL's semantics (a missing claim matches
-// nothing; eq and in never match null; neq keeps null, as reads do).
-func (v *StreamView) Visible(row map[string]any) bool {
+// Visible tells whether a row (in its API form, as events carry it; nil
+// when an event has no such side) is one the caller may read. Of a
+// record's history, every side is: the caller may read the record now. On
+// a stream, the row must be there, not soft-deleted, and match every row
+// filter of the read permission, with SQL's semantics (a missing claim
+// matches nothing; eq and in never match null; neq keeps null, as reads
+// do).
+func (v *View) Visible(row map[string]any) bool {
+	if !v.rows {
+		return true
+	}
 	if row == nil {
 		return false
 	}
@@ -155,53 +160,4 @@ func sameCanonical(a, b any) bool {
 		return ai == bi
 	}
 	return sameValue(Output(a), Output(b))
-}
-
-// Apply returns the caller's view of e, and false when the caller may not
-// see it at all. An event is seen when the row was visible before or after
-// it; a side the caller may not see is null (so an update that moves a row
-// into or out of view arrives with old or new null, and the delete of a
-// visible row always arrives). Rows keep the readable fields, then those
-// asked for; the change lists name readable fields only; of the session
-// variables, only userId and role remain (as in record history). e is not
-// modified.
-func (v *StreamView) Apply(e *events.Event) (events.Event, bool) {
-	out := *e
-	oldOK, newOK := v.Visible(e.Data.Old), v.Visible(e.Data.New)
-	if !oldOK && !newOK {
-		return out, false
-	}
-	if v.a.admin && len(v.fields) == 0 {
-		return out, true
-	}
-	if !v.a.admin && e.Data.Classification != nil {
-		// A transition's from or to says something of its side: a row
-		// moved into view must not tell what it was while hidden.
-		if (e.Data.Old != nil && !oldOK) || (e.Data.New != nil && !newOK) ||
-			!(&View{a: v.a, r: v.r}).classificationReadable(e.Data.Classification) {
-			return out, false
-		}
-	}
-	out.Data.Old, out.Data.New = nil, nil
-	if oldOK {
-		out.Data.Old = v.a.project(e.Data.Old, v.fields)
-	}
-	if newOK {
-		out.Data.New = v.a.project(e.Data.New, v.fields)
-	}
-	keep := func(names []string) []string {
-		kept := []string{}
-		for _, n := range names {
-			if v.a.readable(n) && (len(v.fields) == 0 || slices.Contains(v.fields, n)) {
-				kept = append(kept, n)
-			}
-		}
-		return kept
-	}
-	out.Data.Changes = events.Changes{Added: keep(e.Data.Changes.Added), Updated: keep(e.Data.Changes.Updated),
-		Removed: keep(e.Data.Changes.Removed)}
-	if !v.a.admin {
-		out.SessionVariables = who(e.SessionVariables)
-	}
-	return out, true
 }
