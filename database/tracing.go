@@ -10,56 +10,208 @@ import (
 const spanKey = "herald:span"
 
 // Trace registers GORM callbacks that make one span per statement, a child
-// of the span in the statement's context (the request's). It is what the
-// GORM OpenTelemetry plugin does, without the ClickHouse and MySQL drivers
-// that plugin links in.
+// of the span in the statement's context (the request's, or the write
+// batch's). It is what the GORM OpenTelemetry plugin does, without the
+// ClickHouse and MySQL drivers that plugin links in.
+//
+// Spans follow the OpenTelemetry database conventions: named
+// "{db.operation.name} {db.collection.name}" ("INSERT products"), with
+// db.system.name "sqlite" or "postgresql". A statement whose context holds
+// no recording span (background work, or a trace that is not sampled) makes
+// none, and costs nothing beyond that check.
 func Trace(db *gorm.DB, kind Kind, tp trace.TracerProvider) error {
 	tracer := tp.Tracer("github.com/herald-dev/herald/database")
+	system := attribute.String("db.system.name", SystemName(kind))
 	before := func(op string) func(*gorm.DB) {
 		return func(tx *gorm.DB) {
 			ctx := tx.Statement.Context
-			if ctx == nil || !trace.SpanContextFromContext(ctx).IsValid() {
-				return // no request span: background work stays untraced
+			if ctx == nil || !trace.SpanFromContext(ctx).IsRecording() {
+				return // no traced parent: background work stays untraced
 			}
-			_, span := tracer.Start(ctx, "db."+op, trace.WithSpanKind(trace.SpanKindClient))
+			// The name is known only once the statement is built (raw SQL
+			// is parsed for it); after sets it.
+			_, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient))
 			tx.InstanceSet(spanKey, span)
 		}
 	}
-	after := func(tx *gorm.DB) {
-		v, ok := tx.InstanceGet(spanKey)
-		if !ok {
-			return
+	after := func(op string) func(*gorm.DB) {
+		return func(tx *gorm.DB) {
+			v, ok := tx.InstanceGet(spanKey)
+			if !ok {
+				return
+			}
+			span := v.(trace.Span)
+			sql := tx.Statement.SQL.String()
+			name, table := op, tx.Statement.Table
+			if op == "" {
+				var parsed string
+				name, parsed = summarize(sql)
+				if table == "" {
+					table = parsed
+				}
+			}
+			attrs := make([]attribute.KeyValue, 0, 5)
+			attrs = append(attrs, system, attribute.String("db.query.text", sql),
+				attribute.Int64("db.rows_affected", tx.Statement.RowsAffected))
+			if name != "" {
+				attrs = append(attrs, attribute.String("db.operation.name", name))
+			}
+			if table != "" {
+				attrs = append(attrs, attribute.String("db.collection.name", table))
+			}
+			span.SetAttributes(attrs...)
+			span.SetName(spanName(name, table, system.Value.AsString()))
+			if tx.Error != nil && tx.Error != gorm.ErrRecordNotFound {
+				span.RecordError(tx.Error)
+				span.SetStatus(codes.Error, "query failed")
+			}
+			span.End()
 		}
-		span := v.(trace.Span)
-		span.SetAttributes(attribute.String("db.system", string(kind)),
-			attribute.String("db.collection.name", tx.Statement.Table),
-			attribute.String("db.query.text", tx.Statement.SQL.String()),
-			attribute.Int64("db.rows_affected", tx.Statement.RowsAffected))
-		if tx.Error != nil && tx.Error != gorm.ErrRecordNotFound {
-			span.RecordError(tx.Error)
-			span.SetStatus(codes.Error, "query failed")
-		}
-		span.End()
 	}
 	cb := db.Callback()
 	for _, reg := range []struct {
-		op     string
+		name   string
+		op     string // "" for raw SQL, which is parsed for its operation
 		before func(string, func(*gorm.DB)) error
 		after  func(string, func(*gorm.DB)) error
 	}{
-		{"create", cb.Create().Before("gorm:create").Register, cb.Create().After("gorm:create").Register},
-		{"query", cb.Query().Before("gorm:query").Register, cb.Query().After("gorm:query").Register},
-		{"update", cb.Update().Before("gorm:update").Register, cb.Update().After("gorm:update").Register},
-		{"delete", cb.Delete().Before("gorm:delete").Register, cb.Delete().After("gorm:delete").Register},
-		{"row", cb.Row().Before("gorm:row").Register, cb.Row().After("gorm:row").Register},
-		{"raw", cb.Raw().Before("gorm:raw").Register, cb.Raw().After("gorm:raw").Register},
+		{"create", "INSERT", cb.Create().Before("gorm:create").Register, cb.Create().After("gorm:create").Register},
+		{"query", "SELECT", cb.Query().Before("gorm:query").Register, cb.Query().After("gorm:query").Register},
+		{"update", "UPDATE", cb.Update().Before("gorm:update").Register, cb.Update().After("gorm:update").Register},
+		{"delete", "DELETE", cb.Delete().Before("gorm:delete").Register, cb.Delete().After("gorm:delete").Register},
+		{"row", "", cb.Row().Before("gorm:row").Register, cb.Row().After("gorm:row").Register},
+		{"raw", "", cb.Raw().Before("gorm:raw").Register, cb.Raw().After("gorm:raw").Register},
 	} {
-		if err := reg.before("herald:trace_before_"+reg.op, before(reg.op)); err != nil {
+		if err := reg.before("herald:trace_before_"+reg.name, before(reg.op)); err != nil {
 			return err
 		}
-		if err := reg.after("herald:trace_after_"+reg.op, after); err != nil {
+		if err := reg.after("herald:trace_after_"+reg.name, after(reg.op)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// SystemName is the engine's db.system.name in OpenTelemetry's terms.
+func SystemName(kind Kind) string {
+	if kind == Postgres {
+		return "postgresql"
+	}
+	return string(kind)
+}
+
+// spanName is "{operation} {table}", or the part of it that is known, or
+// the database system (the conventions' fallback).
+func spanName(op, table, system string) string {
+	switch {
+	case op != "" && table != "":
+		return op + " " + table
+	case op != "":
+		return op
+	default:
+		return system
+	}
+}
+
+// summarizeLimit bounds how much of a raw statement summarize reads: the
+// operation and first table come early, and a multi-row INSERT can be
+// hundreds of kilobytes.
+const summarizeLimit = 4096
+
+// summarize returns the operation of a raw statement (its first keyword,
+// upper-cased) and the table it names first, either "" when unsure. A WITH
+// statement that modifies data is summarised by its first INSERT, UPDATE or
+// DELETE (the events flush is one), otherwise as a SELECT.
+func summarize(sql string) (op, table string) {
+	if len(sql) > summarizeLimit {
+		sql = sql[:summarizeLimit]
+	}
+	words := sqlWords(sql)
+	if len(words) == 0 {
+		return "", ""
+	}
+	op = upper(words[0])
+	start := 0
+	if op == "WITH" {
+		op = "SELECT"
+		for i, w := range words {
+			if u := upper(w); u == "INSERT" || u == "UPDATE" || u == "DELETE" {
+				op, start = u, i
+				break
+			}
+		}
+	}
+	// The word that introduces the table, by operation.
+	var intro string
+	switch op {
+	case "INSERT":
+		intro = "INTO"
+	case "UPDATE":
+		intro = "UPDATE"
+	case "SELECT", "DELETE":
+		intro = "FROM"
+	default:
+		return op, ""
+	}
+	for i := start; i+1 < len(words); i++ {
+		if upper(words[i]) == intro {
+			return op, words[i+1]
+		}
+	}
+	return op, ""
+}
+
+// sqlWords splits sql into identifiers and keywords (quotes stripped from
+// quoted identifiers), skipping everything else, at most 64 of them.
+func sqlWords(sql string) []string {
+	var words []string
+	for i := 0; i < len(sql) && len(words) < 64; {
+		c := sql[i]
+		switch {
+		case c == '"' || c == '`':
+			end := i + 1
+			for end < len(sql) && sql[end] != c {
+				end++
+			}
+			words = append(words, sql[i+1:min(end, len(sql))])
+			i = end + 1
+		case c == '\'':
+			// A string literal is no word; skip it whole.
+			i++
+			for i < len(sql) && sql[i] != '\'' {
+				i++
+			}
+			i++
+		case isWordByte(c):
+			end := i
+			for end < len(sql) && (isWordByte(sql[end]) || sql[end] == '.') {
+				end++
+			}
+			words = append(words, sql[i:end])
+			i = end
+		default:
+			i++
+		}
+	}
+	return words
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+}
+
+// upper upper-cases an ASCII keyword without allocating when it already is.
+func upper(w string) string {
+	for i := 0; i < len(w); i++ {
+		if c := w[i]; c >= 'a' && c <= 'z' {
+			b := []byte(w)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'a' && b[j] <= 'z' {
+					b[j] -= 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return w
 }

@@ -13,8 +13,9 @@ import (
 )
 
 // TestTraceMakesChildSpans: every statement run with a request's span in
-// its context gets a database span under it; statements without one get
-// none.
+// its context gets a database span under it, named by operation and table
+// as the OpenTelemetry database conventions say; statements without one,
+// or under a span that is not sampled, get none.
 func TestTraceMakesChildSpans(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
@@ -26,10 +27,20 @@ func TestTraceMakesChildSpans(t *testing.T) {
 	require.NoError(t, db.Write.Exec("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT)").Error)
 	require.Empty(t, exp.GetSpans(), "no request span, no database span")
 
+	unsampled := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
+	ctx, quiet := unsampled.Tracer("test").Start(context.Background(), "request")
+	require.True(t, quiet.SpanContext().IsValid())
+	require.NoError(t, db.Write.WithContext(ctx).Table("things").Create(map[string]any{"name": "a"}).Error)
+	quiet.End()
+	require.Empty(t, exp.GetSpans(), "a span that is not recording gets no children")
+
 	ctx, parent := tp.Tracer("test").Start(context.Background(), "request")
 	require.NoError(t, db.Write.WithContext(ctx).Table("things").Create(map[string]any{"name": "a"}).Error)
 	var n int64
 	require.NoError(t, db.Write.WithContext(ctx).Raw("SELECT COUNT(*) FROM things").Scan(&n).Error)
+	require.NoError(t, db.Write.WithContext(ctx).Exec(`UPDATE "things" SET name = 'x' WHERE id = ?`, 1).Error)
+	var names []string
+	require.NoError(t, db.Write.WithContext(ctx).Table("things").Pluck("name", &names).Error)
 	parent.End()
 
 	var dbSpans []sdktrace.ReadOnlySpan
@@ -38,17 +49,35 @@ func TestTraceMakesChildSpans(t *testing.T) {
 			dbSpans = append(dbSpans, s)
 		}
 	}
-	require.Len(t, dbSpans, 2)
+	require.Len(t, dbSpans, 4)
 	for _, s := range dbSpans {
 		require.Equal(t, parent.SpanContext().TraceID(), s.SpanContext().TraceID())
 		require.Equal(t, parent.SpanContext().SpanID(), s.Parent().SpanID(), "%s is a child of the request span", s.Name())
 	}
-	require.Equal(t, "db.create", dbSpans[0].Name())
-	require.Equal(t, "db.row", dbSpans[1].Name()) // Raw(...).Scan runs the row callbacks
+	want := []struct{ name, op, table string }{
+		{"INSERT things", "INSERT", "things"},
+		{"SELECT things", "SELECT", "things"}, // raw: parsed from the SQL
+		{"UPDATE things", "UPDATE", "things"}, // raw, quoted identifier
+		{"SELECT things", "SELECT", "things"}, // a query callback
+	}
+	for i, w := range want {
+		attrs := map[string]string{}
+		for _, kv := range dbSpans[i].Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		require.Equal(t, w.name, dbSpans[i].Name())
+		require.Equal(t, w.op, attrs["db.operation.name"], w.name)
+		require.Equal(t, w.table, attrs["db.collection.name"], w.name)
+		require.Equal(t, "sqlite", attrs["db.system.name"], w.name)
+	}
 	attrs := map[string]string{}
 	for _, kv := range dbSpans[0].Attributes() {
 		attrs[string(kv.Key)] = kv.Value.Emit()
 	}
-	require.Equal(t, "things", attrs["db.collection.name"])
 	require.Contains(t, attrs["db.query.text"], "INSERT INTO")
+}
+
+func TestSystemName(t *testing.T) {
+	require.Equal(t, "postgresql", database.SystemName(database.Postgres))
+	require.Equal(t, "sqlite", database.SystemName(database.SQLite))
 }
