@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"fmt"
 	"os"
 	"os/signal"
@@ -11,6 +12,11 @@ import (
 
 	"github.com/herald-dev/herald/app"
 )
+
+// openapiDoc is the static API description, the base of GET /v1/_openapi.
+//
+//go:embed openapi.yaml
+var openapiDoc []byte
 
 func main() {
 	cfg, err := app.LoadConfig(os.Args[1:], os.Getenv)
@@ -20,7 +26,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := app.Run(ctx, cfg, app.Options{}); err != nil {
+	if err := app.Run(ctx, cfg, app.Options{OpenAPI: openapiDoc}); err != nil {
 		fmt.Fprintln(os.Stderr, "herald:", err)
 		os.Exit(1)
 	}

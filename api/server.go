@@ -79,6 +79,10 @@ type Config struct {
 	// Ready reports whether the server can serve (database reachable,
 	// schema applied). Default: always ready.
 	Ready func(ctx context.Context) error
+	// OpenAPI is the static OpenAPI document (openapi.yaml, YAML or JSON),
+	// the base of GET /v1/_openapi. Optional: without it the runtime
+	// document describes the resources only.
+	OpenAPI []byte
 }
 
 // TokenVerifier verifies a bearer token. It must be safe for concurrent
@@ -94,6 +98,8 @@ type Server struct {
 	store *resources.Store
 	audit *events.Audit
 	http  *httpMetrics
+
+	openapi *openAPI
 }
 
 // New builds the server and its routes.
@@ -119,7 +125,11 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	if cfg.Ready == nil {
 		cfg.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{cfg: cfg, e: echo.New(), store: store, audit: audit}
+	doc, err := newOpenAPI(cfg.OpenAPI)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, e: echo.New(), store: store, audit: audit, openapi: doc}
 	s.e.HideBanner, s.e.HidePort = true, true
 	db := &dbHealth{log: cfg.Logger, ready: cfg.Ready}
 	s.e.HTTPErrorHandler = errorHandler(cfg.Logger, db)
@@ -165,6 +175,8 @@ func (s *Server) routes() {
 	if s.cfg.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(s.cfg.Metrics, promhttp.HandlerOpts{})))
 	}
+
+	e.GET("/v1/_openapi", s.serveOpenAPI)
 
 	admin := e.Group("/v1/_registry", s.requireAdmin)
 	admin.GET("", s.exportRegistry)

@@ -41,12 +41,13 @@ var _ api.TokenVerifier = (*auth.Verifier)(nil)
 
 // App is a running Herald instance's parts.
 type App struct {
-	cfg    Config
-	log    *slog.Logger
-	out    io.Writer
-	db     *database.DB
-	store  *resources.Store
-	server *api.Server
+	cfg     Config
+	log     *slog.Logger
+	out     io.Writer
+	openapi []byte
+	db      *database.DB
+	store   *resources.Store
+	server  *api.Server
 
 	tracer     *sdktrace.TracerProvider
 	verifier   *auth.Verifier
@@ -73,6 +74,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Out receives the one-time admin key message. Default os.Stdout.
 	Out io.Writer
+	// OpenAPI is the static openapi.yaml, the base of GET /v1/_openapi
+	// (main embeds it). Optional.
+	OpenAPI []byte
 }
 
 // New opens the database, applies the schema and builds the server. The
@@ -84,7 +88,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*App, error) {
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
-	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out}
+	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out, openapi: opts.OpenAPI}
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -200,6 +204,7 @@ func (a *App) init(ctx context.Context) error {
 		Propagator:     propagator(),
 		Webhooks:       a.webhooks,
 		Hub:            a.hub,
+		OpenAPI:        a.openapi,
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/herald-dev/herald/app"
@@ -58,7 +59,7 @@ func StartConfig(t testing.TB, kind database.Kind, cfg app.Config) *Env {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: log, Out: io.Discard})
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: log, Out: io.Discard, OpenAPI: OpenAPIDocument(t)})
 	if err != nil {
 		t.Fatalf("apptest: start herald: %v", err)
 	}
@@ -66,6 +67,17 @@ func StartConfig(t testing.TB, kind database.Kind, cfg app.Config) *Env {
 	e := &Env{T: t, App: a, Server: srv, Kind: kind, Config: cfg}
 	t.Cleanup(e.Stop)
 	return e
+}
+
+// OpenAPIDocument reads the repository's openapi.yaml, which main embeds.
+func OpenAPIDocument(t testing.TB) []byte {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	raw, err := os.ReadFile(filepath.Join(filepath.Dir(file), "..", "..", "openapi.yaml"))
+	if err != nil {
+		t.Fatalf("apptest: %v", err)
+	}
+	return raw
 }
 
 // Stop stops the server and the app; safe to call twice.
