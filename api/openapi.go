@@ -284,8 +284,8 @@ func (g *generator) recordSchemaRef(name, method string) string {
 		return g.schemaName("update")
 	case name == "RecordInput":
 		return g.schemaName("create")
-	case strings.HasPrefix(name, "Record"):
-		own := g.schemaName(strings.ToLower(strings.TrimPrefix(name, "Record")))
+	case strings.Contains(name, "Record"):
+		own := g.schemaName(strings.ToLower(strings.Replace(name, "Record", "", 1)))
 		if _, done := g.schemas[own]; !done {
 			g.schemas[own] = map[string]any{} // no loop through itself
 			g.schemas[own] = g.rewrite(deepCopy(g.schemas[name]), method)
