@@ -1,11 +1,11 @@
 // Command herald serves a REST API for the resources declared in
-// herald.yaml, with every committed write recorded as an event.
+// herald.yaml, with every committed write recorded as an event. See
+// `herald --help`.
 package main
 
 import (
 	"context"
 	_ "embed"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -19,15 +19,8 @@ import (
 var openapiDoc []byte
 
 func main() {
-	cfg, err := app.LoadConfig(os.Args[1:], os.Getenv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "herald:", err)
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := app.Run(ctx, cfg, app.Options{OpenAPI: openapiDoc}); err != nil {
-		fmt.Fprintln(os.Stderr, "herald:", err)
-		os.Exit(1)
-	}
+	code := app.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr, app.Options{OpenAPI: openapiDoc})
+	stop()
+	os.Exit(code)
 }

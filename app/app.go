@@ -45,6 +45,7 @@ type App struct {
 	log     *slog.Logger
 	out     io.Writer
 	openapi []byte
+	getenv  func(string) string
 	db      *database.DB
 	store   *resources.Store
 	server  *api.Server
@@ -77,6 +78,8 @@ type Options struct {
 	// OpenAPI is the static openapi.yaml, the base of GET /v1/_openapi
 	// (main embeds it). Optional.
 	OpenAPI []byte
+	// Getenv reads the OTEL_* variables. Default os.Getenv.
+	Getenv func(string) string
 }
 
 // New opens the database, applies the schema and builds the server. The
@@ -88,7 +91,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*App, error) {
 	if opts.Out == nil {
 		opts.Out = os.Stdout
 	}
-	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out, openapi: opts.OpenAPI}
+	if opts.Getenv == nil {
+		opts.Getenv = os.Getenv
+	}
+	a := &App{cfg: cfg, log: opts.Logger, out: opts.Out, openapi: opts.OpenAPI, getenv: opts.Getenv}
 	if err := cfg.check(); err != nil {
 		return nil, err
 	}
@@ -113,7 +119,7 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.tracer, err = newTracerProvider(ctx, os.Getenv); err != nil {
+	if a.tracer, err = newTracerProvider(ctx, a.getenv); err != nil {
 		return err
 	}
 	if err := database.Trace(a.db.Write, a.db.Kind, a.tracer); err != nil {
@@ -473,7 +479,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(a.hub.Shutdown)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("herald listening", "addr", ln.Addr().String(), "database", string(a.db.Kind))
+	a.log.Info("herald listening", "url", listenURL(ln.Addr()), "database", string(a.db.Kind)+" "+redactURL(a.cfg.DatabaseURL),
+		"schema", a.schemaSource(), "tracing", tracingTarget(a.getenv))
 	select {
 	case err := <-errc:
 		// The listener failed: let the requests in flight finish before

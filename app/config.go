@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -180,24 +181,55 @@ func positiveDuration(field func(*Config) *time.Duration) func(*Config, string) 
 
 // LoadConfig reads the settings from flags (args, without the program
 // name) over environment variables (getenv). A bad value is an error that
-// names the variable.
+// names the variable; -help is flag.ErrHelp (the help printed to stdout
+// when given, see Main).
 func LoadConfig(args []string, getenv func(string) string) (Config, error) {
+	return loadConfig(args, getenv, io.Discard)
+}
+
+func loadConfig(args []string, getenv func(string) string, help io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // errors are returned, help goes to help
+	fs.Usage = func() {} // printed below for -help only, not for every bad flag
 	vals := make([]*string, len(settings))
 	for i, s := range settings {
-		def := s.def
-		if v := getenv(s.env); v != "" {
-			def = v
-		}
-		vals[i] = fs.String(flagName(s.env), def, s.usage+" ("+s.env+")")
+		// The built-in default, never the environment's value: help
+		// prints defaults, and a secret set there must not show.
+		vals[i] = fs.String(flagName(s.env), s.def, s.usage+" ("+s.env+")")
 	}
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(help)
+			usage(help, fs)
+		}
 		return Config{}, err
 	}
+	if *showVersion {
+		return Config{}, errVersion
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q (settings are flags or environment variables; see herald --help)", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var c Config
 	for i, s := range settings {
-		if err := s.set(&c, *vals[i]); err != nil {
-			return Config{}, fmt.Errorf("config: %s=%q: %w", s.env, *vals[i], err)
+		v := *vals[i]
+		if !set[flagName(s.env)] {
+			if ev := getenv(s.env); ev != "" {
+				v = ev
+			}
+		}
+		if err := s.set(&c, v); err != nil {
+			shown := strconv.Quote(v)
+			switch s.env {
+			case "HERALD_ADMIN_KEY", "HERALD_JWT_SECRET":
+				shown = "(secret, not shown)"
+			case "HERALD_DATABASE_URL":
+				shown = strconv.Quote(redactURL(v))
+			}
+			return Config{}, fmt.Errorf("config: %s=%s: %w", s.env, shown, err)
 		}
 	}
 	return c, nil
