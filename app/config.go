@@ -190,7 +190,7 @@ func LoadConfig(args []string, getenv func(string) string) (Config, error) {
 func loadConfig(args []string, getenv func(string) string, help io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("herald", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, help goes to help
-	fs.Usage = func() {} // printed below for -help only, not for every bad flag
+	fs.Usage = func() {}     // printed below for -help only, not for every bad flag
 	vals := make([]*string, len(settings))
 	for i, s := range settings {
 		// The built-in default, never the environment's value: help
