@@ -28,8 +28,8 @@ func Trace(db *gorm.DB, kind Kind, tp trace.TracerProvider) error {
 			if ctx == nil || !trace.SpanFromContext(ctx).IsRecording() {
 				return // no traced parent: background work stays untraced
 			}
-			// The name is known only once the statement is built (raw SQL
-			// is parsed for it); after sets it.
+			// The name is known only once the statement is built; after
+			// sets it.
 			_, span := tracer.Start(ctx, op, trace.WithSpanKind(trace.SpanKindClient))
 			tx.InstanceSet(spanKey, span)
 		}
@@ -42,13 +42,14 @@ func Trace(db *gorm.DB, kind Kind, tp trace.TracerProvider) error {
 			}
 			span := v.(trace.Span)
 			sql := tx.Statement.SQL.String()
-			name, table := op, tx.Statement.Table
-			if op == "" {
-				var parsed string
-				name, parsed = summarize(sql)
-				if table == "" {
-					table = parsed
-				}
+			// The SQL says what ran: Raw(...).Find runs the query
+			// callbacks with any statement.
+			name, table := summarize(sql)
+			if name == "" {
+				name = op
+			}
+			if tx.Statement.Table != "" {
+				table = tx.Statement.Table
 			}
 			attrs := make([]attribute.KeyValue, 0, 5)
 			attrs = append(attrs, system, attribute.String("db.query.text", sql),
@@ -71,7 +72,7 @@ func Trace(db *gorm.DB, kind Kind, tp trace.TracerProvider) error {
 	cb := db.Callback()
 	for _, reg := range []struct {
 		name   string
-		op     string // "" for raw SQL, which is parsed for its operation
+		op     string // when the SQL says nothing (it always should)
 		before func(string, func(*gorm.DB)) error
 		after  func(string, func(*gorm.DB)) error
 	}{
@@ -113,30 +114,34 @@ func spanName(op, table, system string) string {
 	}
 }
 
-// summarizeLimit bounds how much of a raw statement summarize reads: the
+// summarizeLimit bounds how much of a statement summarize reads: the
 // operation and first table come early, and a multi-row INSERT can be
 // hundreds of kilobytes.
 const summarizeLimit = 4096
 
-// summarize returns the operation of a raw statement (its first keyword,
+// summarize returns the operation of a statement (its first keyword,
 // upper-cased) and the table it names first, either "" when unsure. A WITH
 // statement that modifies data is summarised by its first INSERT, UPDATE or
-// DELETE (the events flush is one), otherwise as a SELECT.
+// DELETE (the events flush is one), otherwise as a SELECT. It allocates
+// nothing for upper-case SQL, which is what GORM writes.
 func summarize(sql string) (op, table string) {
 	if len(sql) > summarizeLimit {
 		sql = sql[:summarizeLimit]
 	}
-	words := sqlWords(sql)
-	if len(words) == 0 {
+	first, i := nextWord(sql, 0)
+	if first == "" {
 		return "", ""
 	}
-	op = upper(words[0])
-	start := 0
+	op = upper(first)
 	if op == "WITH" {
 		op = "SELECT"
-		for i, w := range words {
+		for j := i; ; {
+			var w string
+			if w, j = nextWord(sql, j); w == "" {
+				break
+			}
 			if u := upper(w); u == "INSERT" || u == "UPDATE" || u == "DELETE" {
-				op, start = u, i
+				op, i = u, j
 				break
 			}
 		}
@@ -147,25 +152,30 @@ func summarize(sql string) (op, table string) {
 	case "INSERT":
 		intro = "INTO"
 	case "UPDATE":
-		intro = "UPDATE"
+		t, _ := nextWord(sql, i)
+		return op, t
 	case "SELECT", "DELETE":
 		intro = "FROM"
 	default:
 		return op, ""
 	}
-	for i := start; i+1 < len(words); i++ {
-		if upper(words[i]) == intro {
-			return op, words[i+1]
+	for {
+		var w string
+		if w, i = nextWord(sql, i); w == "" {
+			return op, ""
+		}
+		if upper(w) == intro {
+			t, _ := nextWord(sql, i)
+			return op, t
 		}
 	}
-	return op, ""
 }
 
-// sqlWords splits sql into identifiers and keywords (quotes stripped from
-// quoted identifiers), skipping everything else, at most 64 of them.
-func sqlWords(sql string) []string {
-	var words []string
-	for i := 0; i < len(sql) && len(words) < 64; {
+// nextWord returns the identifier or keyword of sql at or after i (the
+// quotes of a quoted identifier stripped; string literals skipped) and
+// the index after it; "" at the end.
+func nextWord(sql string, i int) (string, int) {
+	for i < len(sql) {
 		c := sql[i]
 		switch {
 		case c == '"' || c == '`':
@@ -173,10 +183,8 @@ func sqlWords(sql string) []string {
 			for end < len(sql) && sql[end] != c {
 				end++
 			}
-			words = append(words, sql[i+1:min(end, len(sql))])
-			i = end + 1
+			return sql[i+1 : end], end + 1
 		case c == '\'':
-			// A string literal is no word; skip it whole.
 			i++
 			for i < len(sql) && sql[i] != '\'' {
 				i++
@@ -187,13 +195,12 @@ func sqlWords(sql string) []string {
 			for end < len(sql) && (isWordByte(sql[end]) || sql[end] == '.') {
 				end++
 			}
-			words = append(words, sql[i:end])
-			i = end
+			return sql[i:end], end
 		default:
 			i++
 		}
 	}
-	return words
+	return "", i
 }
 
 func isWordByte(c byte) bool {

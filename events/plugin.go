@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
 )
 
@@ -272,7 +275,10 @@ const positionLockKey = 0x68706f73
 // seen N never later meets a smaller one. Buffered events are inserted as
 // the transaction's last statement, so the lock covers only that insert
 // and the commit, and it is always the last lock a transaction takes (no
-// lock cycles).
+// lock cycles). The statement also reports how long it waited for the
+// lock, measured by the server around pg_advisory_xact_lock, for the
+// herald.events.position_lock span: a separate statement to take the lock
+// would add a round trip while holding it.
 func insertEvents(tx *gorm.DB, dialect Dialect, evs []pendingEvent) error {
 	limit := maxInsertRows
 	if dialect == SQLite {
@@ -285,9 +291,14 @@ func insertEvents(tx *gorm.DB, dialect Dialect, evs []pendingEvent) error {
 		args := make([]any, 0, len(chunk)*10+3)
 		if dialect == Postgres {
 			args = append(args, positionLockKey, len(chunk)-1, len(chunk))
-			sql.WriteString(`WITH l AS (SELECT pg_advisory_xact_lock(?)),
-s AS (SELECT setval('herald_event_pos', nextval('herald_event_pos') + ?) AS last FROM l)
-INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
+			// The CTEs run in dependency order: t reads the clock, l
+			// takes the lock, s reads the clock again and takes the
+			// positions, i inserts (it runs once, to completion).
+			sql.WriteString(`WITH t AS (SELECT clock_timestamp() AS asked),
+l AS (SELECT asked, pg_advisory_xact_lock(?) FROM t),
+s AS (SELECT setval('herald_event_pos', nextval('herald_event_pos') + ?) AS last,
+  extract(epoch FROM clock_timestamp() - l.asked)::float8 AS waited FROM l),
+i AS (INSERT INTO herald_events (id, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
 SELECT s.last - ? + v.ord, v.event_id, v.event_type, v.resource_name, v.resource_id, v.user_id, v.created_at, v.data, v.session_variables, v.trace_context
 FROM s, (VALUES `)
 			for i, e := range chunk {
@@ -297,17 +308,33 @@ FROM s, (VALUES `)
 				sql.WriteString("(?::bigint, ?::text, ?::text, ?::text, ?::text, ?::text, ?::timestamptz, ?::text, ?::text, ?::text)")
 				args = append(args, i+1, e.eventID, e.eventType, e.resource, e.resourceID, e.userID, e.createdAt, e.data, e.session, e.trace)
 			}
-			sql.WriteString(") AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)")
-		} else {
-			sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
-			for i, e := range chunk {
-				if i > 0 {
-					sql.WriteString(", ")
-				}
-				sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
-				args = append(args, e.eventID, e.eventType, e.resource, e.resourceID, e.userID,
-					e.createdAt.Format("2006-01-02 15:04:05.999999-07:00"), e.data, e.session, e.trace)
+			sql.WriteString(`) AS v(ord, event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context)
+RETURNING 1)
+SELECT (SELECT count(*) FROM i) AS inserted, (SELECT waited FROM s) AS waited`)
+			// Find runs the statement and reads its one row inside
+			// GORM's query callbacks, so its span covers all of it.
+			var res struct {
+				Inserted int64
+				Waited   float64
 			}
+			start := time.Now()
+			if err := tx.Table("herald_events").Raw(sql.String(), args...).Find(&res).Error; err != nil {
+				return fmt.Errorf("events: record: %w", err)
+			}
+			positionLockSpan(tx.Statement.Context, start, res.Waited)
+			if res.Inserted != int64(len(chunk)) {
+				return fmt.Errorf("events: record: inserted %d of %d events", res.Inserted, len(chunk))
+			}
+			continue
+		}
+		sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
+		for i, e := range chunk {
+			if i > 0 {
+				sql.WriteString(", ")
+			}
+			sql.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, e.eventID, e.eventType, e.resource, e.resourceID, e.userID,
+				e.createdAt.Format("2006-01-02 15:04:05.999999-07:00"), e.data, e.session, e.trace)
 		}
 		res := tx.Exec(sql.String(), args...)
 		if res.Error != nil {
@@ -318,6 +345,23 @@ FROM s, (VALUES `)
 		}
 	}
 	return nil
+}
+
+// tracerName is the instrumentation scope of the events spans.
+const tracerName = "github.com/herald-dev/herald/events"
+
+// positionLockSpan records the wait for the position lock as a span under
+// ctx's, when that one is recording: from the statement's start, as long as
+// the server says it waited (the server's clock starts a little later, by
+// half a round trip).
+func positionLockSpan(ctx context.Context, start time.Time, waited float64) {
+	parent := trace.SpanFromContext(ctx)
+	if !parent.IsRecording() {
+		return
+	}
+	_, span := parent.TracerProvider().Tracer(tracerName).Start(ctx, "herald.events.position_lock",
+		trace.WithTimestamp(start), trace.WithAttributes(attribute.Int64("herald.events.position_lock.key", positionLockKey)))
+	span.End(trace.WithTimestamp(start.Add(time.Duration(waited * float64(time.Second)))))
 }
 
 const bufferKey = "herald:events_buffer"
@@ -365,13 +409,30 @@ func Buffered(tx *gorm.DB, dialect Dialect) (*gorm.DB, *Buffer) {
 
 // Flush inserts the buffered events on tx, in order, and empties the
 // buffer. Call it last before commit.
+//
+// When tx's context holds a recording span (the write batch's), the flush
+// is a herald.events.flush span under it, with the event count.
 func (b *Buffer) Flush(tx *gorm.DB) error {
 	if len(b.events) == 0 {
 		b.changes = nil
 		return nil
 	}
+	var span trace.Span
+	if parent := trace.SpanFromContext(tx.Statement.Context); parent.IsRecording() {
+		var ctx context.Context
+		ctx, span = parent.TracerProvider().Tracer(tracerName).Start(tx.Statement.Context, "herald.events.flush",
+			trace.WithAttributes(attribute.Int("herald.events.count", len(b.events))))
+		tx = tx.WithContext(ctx)
+	}
 	err := insertEvents(tx.Session(&gorm.Session{NewDB: true, SkipHooks: true}), b.dialect, b.events)
 	b.events, b.changes = nil, nil
+	if span != nil {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "flush failed")
+		}
+		span.End()
+	}
 	return err
 }
 
