@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -19,20 +20,56 @@ const headerCorrelationID = "X-Correlation-ID"
 
 // tracingMiddleware starts the request's server span with otelhttp (W3C
 // traceparent honoured), on the configured provider, never a global one.
+// The span is named "{method} {http.route}" as the OpenTelemetry HTTP
+// conventions say ("GET /v1/:resource/:id", echo's own template syntax,
+// which the conventions allow), never with the ids of the raw path; a
+// request that matched no route is named by its method alone. Echo routes
+// before the middleware registered with Use runs, so the route is known
+// here; otelhttp reads it from the request's Pattern, for the name and the
+// http.route attribute. The otelhttp middleware is built once, not per
+// request. An error is written as its problem inside the span, so that the
+// span's status code is the answer's.
 func (s *Server) tracingMiddleware() echo.MiddlewareFunc {
-	return echo.WrapMiddleware(func(next http.Handler) http.Handler {
-		return otelhttp.NewHandler(next, "herald",
-			otelhttp.WithTracerProvider(s.cfg.TracerProvider),
-			otelhttp.WithPropagators(s.cfg.Propagator),
-			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
-			otelhttp.WithFilter(func(r *http.Request) bool {
-				// Probes and metrics are noise; a stream would be one span
-				// open for hours.
-				return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" &&
-					!strings.HasSuffix(r.URL.Path, "/stream")
-			}))
+	mw := otelhttp.NewMiddleware("herald",
+		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
+		otelhttp.WithPropagators(s.cfg.Propagator),
+		otelhttp.WithFilter(func(r *http.Request) bool {
+			// Probes and metrics are noise; a stream would be one span
+			// open for hours.
+			return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" &&
+				!strings.HasSuffix(r.URL.Path, "/stream")
+		}))
+	routes := sync.OnceValue(func() map[route]bool {
+		m := map[route]bool{}
+		for _, r := range s.e.Routes() {
+			m[route{r.Method, r.Path}] = true
+		}
+		return m
 	})
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			// c.Path is also set for a 404 or 405 (the nearest node's
+			// path): only a registered route of the method is a route.
+			if p := c.Path(); p != "" && routes()[route{req.Method, p}] {
+				req.Pattern = p
+			}
+			mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c.SetRequest(r)
+				c.SetResponse(echo.NewResponse(w, c.Echo()))
+				// Write the problem now, inside the span, so that it
+				// sees the status (as the metrics middleware does).
+				if err := next(c); err != nil {
+					c.Error(err)
+				}
+			})).ServeHTTP(c.Response(), req)
+			return nil
+		}
+	}
 }
+
+// route is a registered route: method and echo path template.
+type route struct{ method, path string }
 
 // ipExtractor returns the client address: the peer, unless the peer is a
 // trusted proxy, in which case X-Forwarded-For (or X-Real-IP) says who is
