@@ -119,7 +119,7 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.tracer, err = newTracerProvider(ctx, a.getenv); err != nil {
+	if a.tracer, err = newTracerProviderWithLogger(ctx, a.getenv, a.log); err != nil {
 		return err
 	}
 	if err := database.Trace(a.db.Write, a.db.Kind, a.tracer); err != nil {

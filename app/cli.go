@@ -172,15 +172,22 @@ func tracingTarget(getenv func(string) string) string {
 	if endpoint == "" {
 		endpoint = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 	}
-	if endpoint == "" {
-		return "off (no OTEL_EXPORTER_OTLP_ENDPOINT)"
-	}
 	proto := getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
 	if proto == "" {
 		proto = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
 	}
 	if proto == "" {
 		proto = "http/protobuf"
+	}
+	if endpoint == "" {
+		if !strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "otlp") {
+			return "off (no OTEL_EXPORTER_OTLP_ENDPOINT)"
+		}
+		// The exporter's own default, as the OpenTelemetry spec says.
+		endpoint = "http://localhost:4318"
+		if proto == "grpc" {
+			endpoint = "http://localhost:4317"
+		}
 	}
 	return "otlp " + proto + " " + redactURL(endpoint)
 }

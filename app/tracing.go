@@ -20,13 +20,6 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 )
 
-// newTracerProvider is newTracerProviderWithLogger logging to
-// slog.Default(), for callers without a logger. App.init should pass its
-// own (then this can go).
-func newTracerProvider(ctx context.Context, getenv func(string) string) (*sdktrace.TracerProvider, error) {
-	return newTracerProviderWithLogger(ctx, getenv, slog.Default())
-}
-
 // newTracerProviderWithLogger builds the tracer provider from the standard
 // OTEL_* variables, read through getenv (see readTracing for which). Spans
 // always get real ids, sampled or not, exported or not: events carry them.
