@@ -60,6 +60,7 @@ type Resource struct {
 	Classifications map[string]string `json:"classifications,omitempty" yaml:"classifications,omitempty"`
 
 	compiled []*Classification // by name, set by Validate
+	shape    string            // what a record of it looks like (ETag), set by Validate
 }
 
 // Field is one declared column.
@@ -275,6 +276,7 @@ func (s *Schema) Validate() error {
 	for i, r := range s.Resources {
 		if r != nil {
 			compileClassifications(r, fmt.Sprintf("resources[%d]", i), add)
+			r.shape = shapeOf(r)
 		}
 	}
 	for i, p := range s.Permissions {

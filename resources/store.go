@@ -499,7 +499,7 @@ func (s *Store) Get(ctx context.Context, resource, id string, params url.Values)
 	if row == nil {
 		return nil, "", fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
 	}
-	tag := ETag(row)
+	tag := r.ETag(row)
 	if err := s.expand(ctx, db, sc, r, []Row{row}, include); err != nil {
 		return nil, "", err
 	}
@@ -621,7 +621,7 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, [
 	rows, tags := make([]Row, len(vals)), make([]string, len(vals))
 	for i, v := range vals {
 		out := outputRow(v)
-		rows[i], tags[i] = a.project(out, nil), ETag(out)
+		rows[i], tags[i] = a.project(out, nil), r.ETag(out)
 	}
 	return rows, tags, nil
 }
@@ -812,7 +812,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		if old == nil {
 			return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
 		}
-		if err := checkIfMatch(old, ifMatch); err != nil {
+		if err := r.checkIfMatch(old, ifMatch); err != nil {
 			return err
 		}
 		merged := map[string]any{}
@@ -843,7 +843,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 		if err := s.checkParents(tx, sc, r, changed, ""); err != nil {
 			return err
 		}
-		changed[ColUpdatedAt] = s.nextUpdatedAt(old)
+		changed[ColUpdatedAt] = s.nextUpdatedAt(old[ColUpdatedAt])
 		if err := tx.Table(r.Name).Where(q(ColID)+" = ?", id).Updates(s.dbValues(r, changed)).Error; err != nil {
 			return s.mapWriteError(tx, r, changed, err)
 		}
@@ -855,7 +855,7 @@ func (s *Store) Update(ctx context.Context, resource, id string, body map[string
 	if err != nil {
 		return nil, "", err
 	}
-	return a.project(result, nil), ETag(result), nil
+	return a.project(result, nil), r.ETag(result), nil
 }
 
 // sameValue compares two values in output form.
@@ -894,7 +894,7 @@ func (s *Store) Delete(ctx context.Context, resource, id string, hard bool, ifMa
 			if row == nil {
 				return fmt.Errorf("resources: %s %s: %w", r.Name, id, models.ErrNotFound)
 			}
-			if err := checkIfMatch(row, ifMatch); err != nil {
+			if err := r.checkIfMatch(row, ifMatch); err != nil {
 				return err
 			}
 		}
@@ -930,12 +930,20 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 			if s.db.Kind == database.Postgres {
 				lock = " FOR UPDATE" // no one re-points them while we act on them
 			}
-			var ids []string
-			if err := tx.Raw("SELECT "+q(ColID)+" FROM "+q(child.Name)+b.where()+lock, b.args...).Scan(&ids).Error; err != nil {
+			var refs []map[string]any
+			if err := tx.Raw("SELECT "+q(ColID)+", "+q(ColUpdatedAt)+" FROM "+q(child.Name)+b.where()+lock, b.args...).Scan(&refs).Error; err != nil {
 				return fmt.Errorf("resources: find %s referring to %s: %w", child.Name, r.Name, err)
 			}
-			if len(ids) == 0 {
+			if len(refs) == 0 {
 				continue
+			}
+			ids := make([]string, len(refs))
+			for i, ref := range refs {
+				v, err := systemFields[ColID].fromDB(ref[ColID])
+				if err != nil {
+					return fmt.Errorf("resources: find %s referring to %s: %w", child.Name, r.Name, err)
+				}
+				ids[i], _ = v.(string)
 			}
 			switch f.Relation.OnDelete {
 			case Restrict:
@@ -954,8 +962,13 @@ func (s *Store) deleteRow(tx *gorm.DB, sc *Schema, r *Resource, a *access, id st
 					}
 				}
 			case SetNull:
-				for _, cid := range ids {
-					upd := map[string]any{f.Name: nil, ColUpdatedAt: s.now()}
+				for i, ref := range refs {
+					cid := ids[i]
+					prev, err := systemFields[ColUpdatedAt].fromDB(ref[ColUpdatedAt])
+					if err != nil {
+						return fmt.Errorf("resources: %s %s: %w", child.Name, cid, err)
+					}
+					upd := map[string]any{f.Name: nil, ColUpdatedAt: s.nextUpdatedAt(prev)}
 					if err := tx.Table(child.Name).Where(q(ColID)+" = ? AND "+q(f.Name)+" = ?", cid, id).Updates(s.dbValues(child, upd)).Error; err != nil {
 						return fmt.Errorf("resources: clear %s.%s: %w", child.Name, f.Name, err)
 					}
