@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -51,12 +53,18 @@ func newOpenAPI(static []byte) (*openAPI, error) {
 // without one (tests of the API alone).
 const minimalDoc = `{"openapi":"3.1.0","info":{"title":"Herald","version":"1"},"paths":{},"components":{"schemas":{}}}`
 
+// reservedQuery are list parameters that are not filters: a field of the
+// same name cannot be filtered as name=value.
+var reservedQuery = []string{"fields", "include", "hard", "access_token"}
+
 func (s *Server) serveOpenAPI(c echo.Context) error {
 	raw, err := s.openAPIDocument(c)
 	if err != nil {
 		return err
 	}
-	if strings.Contains(c.Request().Header.Get(echo.HeaderAccept), "yaml") {
+	// The document depends on the caller's role and the wanted format.
+	c.Response().Header().Set(echo.HeaderVary, "Accept, Authorization")
+	if wantsYAML(c.Request().Header.Get(echo.HeaderAccept)) {
 		out, err := yaml.JSONToYAML(raw)
 		if err != nil {
 			return err
@@ -122,24 +130,50 @@ func (o *openAPI) build(caps []resources.Capability) ([]byte, error) {
 			delete(paths, p)
 		}
 	}
-	var tags []any
+	readable := map[string]bool{}
 	for _, c := range caps {
-		g := &generator{doc: doc, comps: comps, schemas: schemas, c: c, name: c.Resource.Name}
+		if c.Read != nil {
+			readable[c.Resource.Name] = true
+		}
+	}
+	opIDs := map[string]bool{}
+	for _, item := range paths {
+		ops, _ := item.(map[string]any)
+		for _, m := range httpMethods {
+			if op, ok := ops[m].(map[string]any); ok {
+				if id, ok := op["operationId"].(string); ok {
+					opIDs[id] = true
+				}
+			}
+		}
+	}
+	var tags []any
+	tagNames := map[string]bool{}
+	old, _ := doc["tags"].([]any)
+	for _, tg := range old {
+		if m, ok := tg.(map[string]any); ok {
+			tagNames[fmt.Sprint(m["name"])] = true
+		}
+	}
+	for _, c := range caps {
+		g := &generator{doc: doc, comps: comps, schemas: schemas, c: c, name: c.Resource.Name, readableRes: readable, opIDs: opIDs}
+		g.tag = g.name
+		if tagNames[g.tag] {
+			g.tag += " (resource)" // a fixed endpoints' tag has the name
+		}
 		g.addSchemas()
 		for suffix, tmpl := range templates {
 			if item := g.pathItem(suffix, tmpl); item != nil {
 				paths["/v1/"+g.name+suffix] = item
 			}
 		}
-		tag := map[string]any{"name": g.name, "description": "Records of the resource " + g.name + "."}
+		tag := map[string]any{"name": g.tag, "description": "Records of the resource " + g.name + "."}
 		if d := c.Resource.Description; d != "" {
 			tag["description"] = d
 		}
 		tags = append(tags, tag)
 	}
-	if old, ok := doc["tags"].([]any); ok {
-		tags = append(old, tags...)
-	}
+	tags = append(old, tags...)
 	if len(tags) > 0 {
 		doc["tags"] = tags
 	}
@@ -160,14 +194,32 @@ type generator struct {
 	doc, comps, schemas map[string]any
 	c                   resources.Capability
 	name                string
+	readableRes         map[string]bool // resources the caller may read
+	opIDs               map[string]bool // operation ids taken so far
+	tag                 string          // the operations' tag
 }
 
-// Component names of the resource's schemas.
+// schemaName names the resource's schemas: the record schema is the
+// resource's name, the others add "." and a suffix (items.create), which
+// no resource name contains, so no two resources' names collide.
 func (g *generator) schemaName(suffix string) string {
 	if suffix == "" {
 		return g.name
 	}
-	return g.name + "_" + suffix
+	return g.name + "." + suffix
+}
+
+// operationID makes a template's operation id the resource's
+// (listRecords: listOrderItems), unique in the document: when that is
+// taken (a resource named events has listEvents; order_items and
+// order__items), the template's id and the resource's name.
+func (g *generator) operationID(template string) string {
+	id := strings.NewReplacer("Records", pascal(g.name), "Record", pascal(g.name)).Replace(template)
+	if g.opIDs[id] {
+		id = template + "_" + g.name
+	}
+	g.opIDs[id] = true
+	return id
 }
 
 // operations on each template path and the capability each needs.
@@ -209,9 +261,9 @@ func (g *generator) pathItem(suffix string, tmpl map[string]any) map[string]any 
 		}
 		op := g.rewrite(deepCopy(v), k).(map[string]any)
 		if id, ok := op["operationId"].(string); ok {
-			op["operationId"] = strings.NewReplacer("Records", pascal(g.name), "Record", pascal(g.name)).Replace(id)
+			op["operationId"] = g.operationID(id)
 		}
-		op["tags"] = []any{g.name}
+		op["tags"] = []any{g.tag}
 		item[k] = op
 		ops++
 	}
@@ -282,6 +334,8 @@ func (g *generator) recordSchemaRef(name, method string) string {
 		return g.schemaName("")
 	case name == "RecordInput" && method == "patch":
 		return g.schemaName("update")
+	case name == "RecordInput" && method == "put":
+		return g.schemaName("replace")
 	case name == "RecordInput":
 		return g.schemaName("create")
 	case strings.Contains(name, "Record"):
@@ -339,10 +393,12 @@ func (g *generator) sortable() []string {
 	return out
 }
 
+// relations lists the readable relation fields whose target the caller
+// may read too: the others cannot be included (expand is always null).
 func (g *generator) relations() []string {
 	var out []string
 	for _, f := range g.c.Read {
-		if f.Type == resources.TypeRelation {
+		if f.Type == resources.TypeRelation && g.readableRes[f.Relation.Resource] {
 			out = append(out, f.Name)
 		}
 	}
@@ -376,6 +432,9 @@ func (g *generator) listParam(name, desc string, names []string, signed bool) ma
 func (g *generator) filterParams() []any {
 	var out []any
 	for _, f := range g.c.Read {
+		if slices.Contains(reservedQuery, f.Name) {
+			continue // the server reads ?fields= as the projection, not a filter
+		}
 		for _, op := range f.FilterOperators() {
 			name := f.Name + "__" + op
 			var schema map[string]any
@@ -412,7 +471,13 @@ func (g *generator) addSchemas() {
 		rec["description"] = r.Description
 	}
 	props := map[string]any{}
-	for _, f := range g.c.Read {
+	read := g.c.Read
+	if read == nil {
+		// A role that may write but not read gets the id of what it
+		// created, and nothing else.
+		read = []*resources.Field{r.Column(resources.ColID)}
+	}
+	for _, f := range read {
 		s := fieldSchema(f, f.Name == resources.ColDeletedAt || !f.Required)
 		switch f.Name {
 		case resources.ColID, resources.ColCreatedAt, resources.ColUpdatedAt, resources.ColDeletedAt:
@@ -434,7 +499,11 @@ func (g *generator) addSchemas() {
 	// asked for, and a role sees only its read fields.
 	g.schemas[g.schemaName("")] = rec
 
-	input := func(fields []*resources.Field, create bool) map[string]any {
+	// input is a request body's schema: create (id may be chosen),
+	// replace (PUT: the fields the role may update, those required
+	// without a default required, as absent ones are reset), or a partial
+	// update (nothing required).
+	input := func(fields []*resources.Field, create, full bool) map[string]any {
 		props := map[string]any{}
 		var required []any
 		if create {
@@ -443,7 +512,7 @@ func (g *generator) addSchemas() {
 		}
 		for _, f := range fields {
 			props[f.Name] = fieldSchema(f, !f.Required)
-			if create && f.Required && f.Default == nil {
+			if full && f.Required && f.Default == nil {
 				required = append(required, f.Name)
 			}
 		}
@@ -454,18 +523,17 @@ func (g *generator) addSchemas() {
 		return s
 	}
 	if g.c.Create != nil {
-		s := input(g.c.Create, true)
-		s["description"] = "A new " + r.Name + " record (POST), or a full replacement (PUT: absent fields take their default or null)."
+		s := input(g.c.Create, true, true)
+		s["description"] = "A new " + r.Name + " record (POST)."
 		g.schemas[g.schemaName("create")] = s
 	}
 	if g.c.Update != nil {
-		s := input(g.c.Update, false)
+		s := input(g.c.Update, false, false)
 		s["description"] = "A partial update of a " + r.Name + " record (PATCH): only the fields sent change."
 		g.schemas[g.schemaName("update")] = s
-		if g.c.Create == nil {
-			// PUT (a replace) refers to the create schema.
-			g.schemas[g.schemaName("create")] = input(g.c.Update, true)
-		}
+		s = input(g.c.Update, false, true)
+		s["description"] = "A full replacement of a " + r.Name + " record (PUT): the fields the role may write that are absent take their default or null."
+		g.schemas[g.schemaName("replace")] = s
 	}
 }
 
@@ -572,4 +640,31 @@ func deepCopy(v any) any {
 		return s
 	}
 	return v
+}
+
+// wantsYAML tells whether an Accept header prefers YAML to JSON: the
+// YAML type with the highest q, above any JSON type's (ties go to JSON).
+func wantsYAML(accept string) bool {
+	best := func(match func(string) bool) float64 {
+		q := -1.0
+		for _, part := range strings.Split(accept, ",") {
+			mt, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+			if !match(strings.ToLower(strings.TrimSpace(mt))) {
+				continue
+			}
+			v := 1.0
+			for _, p := range strings.Split(params, ";") {
+				if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.TrimSpace(k) == "q" {
+					if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+						v = f
+					}
+				}
+			}
+			q = max(q, v)
+		}
+		return q
+	}
+	y := best(func(mt string) bool { return strings.HasSuffix(mt, "yaml") })
+	j := best(func(mt string) bool { return strings.HasSuffix(mt, "json") })
+	return y > 0 && y > j
 }

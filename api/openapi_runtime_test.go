@@ -75,10 +75,10 @@ func TestRuntimeOpenAPI(t *testing.T) {
 	orders := doc.Components.Schemas["orders"].Value
 	require.Equal(t, "#/components/schemas/customers", orders.Properties["expand"].Value.Properties["customer_id"].Value.OneOf[0].Ref)
 
-	create := doc.Components.Schemas["products_create"].Value
+	create := doc.Components.Schemas["products.create"].Value
 	require.ElementsMatch(t, []string{"sku", "price"}, create.Required)
 	require.NotContains(t, create.Properties, "created_at", "system fields are not written")
-	require.Empty(t, doc.Components.Schemas["products_update"].Value.Required)
+	require.Empty(t, doc.Components.Schemas["products.update"].Value.Required)
 
 	// The list parameters are the resource's own.
 	list := doc.Paths.Value("/v1/products").Get
@@ -156,4 +156,100 @@ func keys[V any](m map[string]V) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// clashSchema has resources whose names could clash with the fixed
+// endpoints' operation ids (events, webhook) and with each other's schema
+// and operation names (order_items, order__items, items, items_list), a
+// filterable field named like a list parameter, and roles that read orders
+// but not customers, or create without reading.
+const clashSchema = `
+resources:
+  - name: customers
+    fields:
+      - {name: name, type: string, required: true}
+  - name: orders
+    fields:
+      - {name: customer_id, type: relation, relation: {resource: customers}}
+      - {name: note, type: string, required: true}
+      - {name: fields, type: string, filterable: true}
+  - name: events
+    fields: [{name: n, type: integer}]
+  - name: webhook
+    fields: [{name: n, type: integer}]
+  - name: order_items
+    fields: [{name: n, type: integer}]
+  - name: order__items
+    fields: [{name: n, type: integer}]
+  - name: items
+    fields: [{name: n, type: integer}]
+  - name: items_list
+    fields: [{name: other, type: string}]
+permissions:
+  - {resource: orders, role: clerk, action: read}
+  - {resource: orders, role: clerk, action: update, fields: [note]}
+  - {resource: orders, role: drop, action: create, fields: [note]}
+`
+
+// TestRuntimeOpenAPINames: resource names that match fixed endpoints or
+// each other never make the document invalid or mix schemas up; a
+// relation to a resource the role may not read is not included; PUT takes
+// the update fields; a create-only role's answer (its id) validates.
+func TestRuntimeOpenAPINames(t *testing.T) {
+	env := apptest.Start(t, database.SQLite, clashSchema, func(c *app.Config) { c.JWTSecret = jwtSecret })
+	doc, _ := loadRuntimeDoc(t, env, apptest.AdminKey)
+	ids := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			require.NotContains(t, ids, op.OperationID, "%s %s repeats the id of %s", method, path, ids[op.OperationID])
+			ids[op.OperationID] = method + " " + path
+		}
+	}
+	require.Equal(t, "GET /v1/_events", ids["listEvents"], "the fixed endpoint keeps its id")
+	require.Contains(t, doc.Components.Schemas["items"].Value.Properties, "n")
+	require.Contains(t, doc.Components.Schemas["items_list"].Value.Properties, "other")
+	require.NotContains(t, doc.Components.Schemas["items"].Value.Properties, "other")
+	for _, p := range doc.Paths.Value("/v1/orders").Get.Parameters {
+		require.NotEqual(t, "fields__eq", p.Value.Name, "a field named like a list parameter is not offered as a filter")
+	}
+
+	clerk := signHS256(t, jwtSecret, jwt.MapClaims{"sub": "c-1", "role": "clerk"})
+	cdoc, _ := loadRuntimeDoc(t, env, clerk)
+	require.Nil(t, cdoc.Components.Schemas["customers"], "customers are not the clerk's to read")
+	require.NotContains(t, cdoc.Components.Schemas["orders"].Value.Properties, "expand")
+	put := cdoc.Paths.Value("/v1/orders/{id}").Put.RequestBody.Value.Content.Get("application/json").Schema
+	require.Equal(t, "#/components/schemas/orders.replace", put.Ref)
+	require.Equal(t, []string{"note"}, keys(put.Value.Properties))
+	require.Equal(t, []string{"note"}, put.Value.Required)
+
+	// The clerk's PUT, validated against the clerk's document.
+	o := env.Admin("POST", "/v1/orders", map[string]any{"note": "a"})
+	require.Equal(t, 201, o.Status, "%s", o.Body)
+	chk := newOpenAPIChecker(t, cdoc)
+	target := "/v1/orders/" + o.JSON()["id"].(string)
+	chk.record(t, "PUT", target, env.Do("PUT", target, map[string]any{"note": "b"}, clerk))
+
+	drop := signHS256(t, jwtSecret, jwt.MapClaims{"sub": "d-1", "role": "drop"})
+	ddoc, _ := loadRuntimeDoc(t, env, drop)
+	r := env.Do("POST", "/v1/orders", map[string]any{"note": "from drop"}, drop)
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	newOpenAPIChecker(t, ddoc).record(t, "POST", "/v1/orders", r)
+	static := loadOpenAPI(t)
+	newOpenAPIChecker(t, static).record(t, "POST", "/v1/orders", r)
+}
+
+func TestOpenAPIAcceptNegotiation(t *testing.T) {
+	env := apptest.Start(t, database.SQLite, "resources: []\n")
+	for accept, yamlWanted := range map[string]bool{
+		"":                                       false,
+		"application/yaml":                       true,
+		"application/json, application/yaml;q=0": false,
+		"application/json;q=0.5, text/yaml":      true,
+		"application/yaml, application/json":     false,
+	} {
+		r := env.Do("GET", "/v1/_openapi", nil, "", "Accept", accept)
+		require.Equal(t, 200, r.Status)
+		require.Equal(t, yamlWanted, r.Header.Get("Content-Type") == "application/yaml", "Accept %q", accept)
+		require.Equal(t, "Accept, Authorization", r.Header.Get("Vary"))
+	}
 }

@@ -1157,7 +1157,7 @@ func TestOpenAPILiveStore(t *testing.T) {
 					t.Errorf("path %s described: %v, want %v", p, got, read)
 				}
 			}
-			for s, want := range map[string]bool{name: read, name + "_create": create, name + "_update": update} {
+			for s, want := range map[string]bool{name: read, name + ".create": create, name + ".update": update, name + ".replace": update} {
 				if got := rt.Components != nil && rt.Components.Schemas[s] != nil; got != want {
 					t.Errorf("schema %s present: %v, want %v", s, got, want)
 				}
