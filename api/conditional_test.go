@@ -2,9 +2,13 @@ package api_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -133,6 +137,30 @@ func TestHeadAndMediaTypes(t *testing.T) {
 				require.Equal(t, get.Header.Get("ETag"), head.Header.Get("ETag"), "HEAD %s", path)
 			}
 			require.Equal(t, 404, env.Admin("HEAD", "/v1/products/01a23456-0000-7000-8000-00000000dead", nil).Status)
+
+			// HEAD on a stream answers its headers and ends: no frame, and
+			// no stream held (more HEADs than the per-caller limit pass).
+			for _, path := range []string{"/v1/products/stream", "/v1/_events/stream"} {
+				for range 25 {
+					r := env.Admin("HEAD", path, nil)
+					require.Equal(t, 200, r.Status, "HEAD %s", path)
+					require.Equal(t, "text/event-stream", r.Header.Get("Content-Type"))
+					require.Empty(t, r.Body)
+				}
+				// What goes over the wire: the headers, then nothing (an
+				// HTTP client drops a HEAD answer's body, so read the socket).
+				conn, err := net.Dial("tcp", env.Server.Listener.Addr().String())
+				require.NoError(t, err)
+				_, err = fmt.Fprintf(conn, "HEAD %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", path, apptest.AdminKey)
+				require.NoError(t, err)
+				_ = conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+				raw, _ := io.ReadAll(conn)
+				conn.Close()
+				head, rest, _ := strings.Cut(string(raw), "\r\n\r\n")
+				require.Contains(t, head, "200 OK")
+				require.Empty(t, rest, "HEAD %s sent a body", path)
+			}
+			require.Equal(t, 400, env.Admin("HEAD", "/v1/products/stream?events=nope", nil).Status, "HEAD checks what GET checks")
 
 			count := func() float64 {
 				return env.Admin("GET", "/v1/products?_limit=1", nil).JSON()["meta"].(map[string]any)["total"].(float64)

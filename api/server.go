@@ -162,10 +162,19 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 // the original HEAD request, sends the headers and drops the body.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodHead {
-		r = r.WithContext(r.Context()) // a shallow copy: the server keeps its HEAD request
+		// A shallow copy: the server keeps its HEAD request.
+		r = r.WithContext(context.WithValue(r.Context(), headKey{}, true))
 		r.Method = http.MethodGet
 	}
 	s.e.ServeHTTP(w, r)
+}
+
+type headKey struct{}
+
+// isHead tells whether the request came as HEAD (and is routed as GET).
+func isHead(c echo.Context) bool {
+	v, _ := c.Request().Context().Value(headKey{}).(bool)
+	return v
 }
 
 func (s *Server) routes() {

@@ -163,6 +163,16 @@ func (s *Server) serveStream(c echo.Context, st *realtime.Stream) error {
 	if s.cfg.Hub == nil {
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "Service unavailable", "streams are not enabled")
 	}
+	if isHead(c) {
+		// GET's headers, checks passed, and no stream: the connection is
+		// never taken over, so nothing is written after the headers and
+		// no stream counts against the caller's limit.
+		h := c.Response().Header()
+		h.Set(echo.HeaderContentType, "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		h.Set("X-Accel-Buffering", "no")
+		return c.NoContent(http.StatusOK)
+	}
 	sub, head, err := s.cfg.Hub.Open(st)
 	if err != nil {
 		return err
