@@ -47,6 +47,9 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return exitOK
 	case err != nil:
 		fmt.Fprintln(stderr, "herald:", err)
+		if cmd == "healthcheck" {
+			return exitError // Docker reserves 2; a healthcheck is healthy or not
+		}
 		return exitUsage
 	}
 	if cmd == "healthcheck" {
@@ -114,6 +117,9 @@ OpenTelemetry (environment only):
   OTEL_EXPORTER_OTLP_TRACES_ENDPOINT    OTLP endpoint for traces only
   OTEL_EXPORTER_OTLP_PROTOCOL           http/protobuf (default) or grpc; also OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
   OTEL_EXPORTER_OTLP_HEADERS            headers sent to the endpoint (also _TRACES_HEADERS)
+  OTEL_EXPORTER_OTLP_TIMEOUT            export timeout in milliseconds (also _TRACES_TIMEOUT; default 10000)
+  OTEL_EXPORTER_OTLP_COMPRESSION        gzip or none (also _TRACES_COMPRESSION)
+  OTEL_RESOURCE_ATTRIBUTES              resource attributes of the spans (key=value,...)
   OTEL_TRACES_SAMPLER                   always_on, always_off, traceidratio, parentbased_always_on (default),
                                         parentbased_always_off, parentbased_traceidratio
   OTEL_TRACES_SAMPLER_ARG               the ratio for the traceidratio samplers
@@ -150,8 +156,9 @@ func Healthcheck(ctx context.Context, addr string) error {
 	return nil
 }
 
-// redactURL hides the password of a database URL for logs; a SQLite path
-// is returned as it is.
+// redactURL hides the passwords of a database URL for logs (the user
+// info's, and password or sslpassword in the query, which pgx takes too);
+// a SQLite path is returned as it is.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil || u.Scheme == "" || u.Host == "" {
@@ -159,6 +166,15 @@ func redactURL(s string) string {
 			return "(unparsable URL)"
 		}
 		return s
+	}
+	q := u.Query()
+	for k := range q {
+		if strings.Contains(strings.ToLower(k), "password") {
+			q.Set(k, "xxxxx")
+		}
+	}
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
@@ -183,7 +199,7 @@ func tracingTarget(getenv func(string) string) string {
 		if !strings.EqualFold(getenv("OTEL_TRACES_EXPORTER"), "otlp") {
 			return "off (no OTEL_EXPORTER_OTLP_ENDPOINT)"
 		}
-		// The exporter's own default, as the OpenTelemetry spec says.
+		// The OpenTelemetry default, which newTracerProvider uses then.
 		endpoint = "http://localhost:4318"
 		if proto == "grpc" {
 			endpoint = "http://localhost:4317"

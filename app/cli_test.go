@@ -67,6 +67,22 @@ func TestBadSettingsNeverEchoSecrets(t *testing.T) {
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, "HERALD_MAX_BODY")
 	require.NotContains(t, errOut, "pw-secret")
+
+	// Bad settings make a healthcheck unhealthy (1): Docker reserves 2.
+	code, _, _ = runMain(t, env, "healthcheck")
+	require.Equal(t, 1, code)
+}
+
+func TestDatabaseURLRedacted(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"herald.db": "herald.db",
+		"postgres://u:pw-secret@db:5432/x?sslmode=disable":           "postgres://u:xxxxx@db:5432/x?sslmode=disable",
+		"postgres://u@db/x?password=pw-secret&sslmode=require":       "postgres://u@db/x?password=xxxxx&sslmode=require",
+		"postgresql://db/x?sslpassword=pw-secret&PassWord=pw-secret": "postgresql://db/x?PassWord=xxxxx&sslpassword=xxxxx",
+	} {
+		require.Equal(t, want, app.RedactURL(in))
+	}
 }
 
 func TestVersionAndUnknownArguments(t *testing.T) {

@@ -124,6 +124,14 @@ func readTracing(getenv func(string) string) (tracing, error) {
 		cfg.export = cfg.endpoint != ""
 	case "otlp":
 		cfg.export = true
+		if cfg.endpoint == "" {
+			// The OpenTelemetry default, in plain HTTP as the spec says (the
+			// Go exporters would otherwise try TLS on it).
+			cfg.endpoint = "http://localhost:4318/v1/traces"
+			if cfg.protocol == "grpc" {
+				cfg.endpoint = "http://localhost:4317"
+			}
+		}
 	case "none":
 		cfg.export = false
 	default:

@@ -73,7 +73,12 @@ func TestReadTracing(t *testing.T) {
 		{name: "exporter otlp to the default endpoint", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp"},
 			want: func(t *testing.T, cfg tracing) {
 				require.True(t, cfg.export)
-				require.Empty(t, cfg.endpoint)
+				require.Equal(t, "http://localhost:4318/v1/traces", cfg.endpoint, "plain HTTP, as the spec says")
+			}},
+		{name: "exporter otlp to the default grpc endpoint", env: map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+			want: func(t *testing.T, cfg tracing) {
+				require.True(t, cfg.export)
+				require.Equal(t, "http://localhost:4317", cfg.endpoint)
 			}},
 		{name: "exporter zipkin", env: map[string]string{"OTEL_TRACES_EXPORTER": "zipkin"}, err: "OTEL_TRACES_EXPORTER"},
 		{name: "headers, timeout, gzip", env: map[string]string{"OTEL_EXPORTER_OTLP_HEADERS": "x-a=1, authorization=Bearer%20t0k",

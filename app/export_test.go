@@ -1,0 +1,4 @@
+package app
+
+// RedactURL is redactURL, for the tests of package app_test.
+var RedactURL = redactURL
