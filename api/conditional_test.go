@@ -197,3 +197,26 @@ func TestHeadAndMediaTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestNewFieldDefaultFillsRowsOnBothEngines: an import that adds an
+// optional field with a default gives the rows that exist that default,
+// on SQLite as on PostgreSQL, and their ETags change.
+func TestNewFieldDefaultFillsRowsOnBothEngines(t *testing.T) {
+	for _, kind := range kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			env := apptest.Start(t, kind, shopSchema)
+			defer env.Stop()
+			r := env.Admin("POST", "/v1/products", map[string]any{"sku": "ABC", "price": 10})
+			require.Equal(t, 201, r.Status, "%s", r.Body)
+			id, tag := r.JSON()["id"].(string), r.Header.Get("ETag")
+			schema := strings.Replace(shopSchema, "      - {name: site, type: string, validations: [{rule: url}]}\n",
+				"      - {name: site, type: string, validations: [{rule: url}]}\n      - {name: colour, type: string, default: red}\n", 1)
+			r = env.Do("POST", "/v1/_registry/import", schema, apptest.AdminKey, "Content-Type", "application/yaml")
+			require.Equal(t, 200, r.Status, "%s", r.Body)
+			r = env.Admin("GET", "/v1/products/"+id, nil)
+			require.Equal(t, "red", r.JSON()["colour"])
+			require.NotEqual(t, tag, r.Header.Get("ETag"))
+			require.Equal(t, 200, env.Do("GET", "/v1/products/"+id, nil, apptest.AdminKey, "If-None-Match", tag).Status)
+		})
+	}
+}

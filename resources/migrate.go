@@ -198,6 +198,12 @@ func (m *migrator) apply(p *Plan, from, to *Schema) error {
 					if err := m.exec(fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s", q(r.Name), columnDef(m.kind, r.Name, f, true))); err != nil {
 						return err
 					}
+					if f.Default != nil {
+						// Existing rows take the default, as on PostgreSQL.
+						if err := m.exec(fmt.Sprintf("UPDATE %s SET %s = ?", q(r.Name), q(f.Name)), toDB(m.kind, f, f.Default)); err != nil {
+							return err
+						}
+					}
 				} else {
 					rebuild[r.Name] = true
 				}
