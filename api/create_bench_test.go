@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/herald-dev/herald/app"
@@ -74,4 +75,51 @@ func BenchmarkCreateParallel(b *testing.B) {
 			benchCreate(b, h)
 		}
 	})
+}
+
+// BenchmarkReadFreshVsRestarted reads one record by id with 8 clients per
+// core, in a process that
+// created its tables at start-up (a new database, as on a first
+// `go run .`) and in one restarted on the same database: the two must
+// cost the same.
+func BenchmarkReadFreshVsRestarted(b *testing.B) {
+	for _, restarted := range []bool{false, true} {
+		name := "fresh"
+		if restarted {
+			name = "restarted"
+		}
+		b.Run(name, func(b *testing.B) {
+			env := apptest.Start(b, database.SQLite, benchSchema)
+			if restarted {
+				cfg := env.Config
+				env.Stop()
+				env = apptest.StartConfig(b, database.SQLite, cfg)
+			}
+			h := env.App.Handler()
+			var ids []string
+			for range 200 {
+				req := httptest.NewRequest("POST", "/v1/posts", strings.NewReader(benchPost))
+				req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				ids = append(ids, rec.Header().Get("Location"))
+			}
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.ResetTimer()
+			var n atomic.Int64
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest("GET", ids[n.Add(1)%int64(len(ids))], nil)
+					req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
+					rec := httptest.NewRecorder()
+					h.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Errorf("read: %d %s", rec.Code, rec.Body)
+						return
+					}
+				}
+			})
+		})
+	}
 }
