@@ -27,14 +27,14 @@ resources:
 const benchPost = `{"title":"hello world","body":"a small body for the create benchmark","views":42,"published":true}`
 
 // benchCreate sends one create through the HTTP handler, in-process.
-func benchCreate(b *testing.B, h http.Handler) {
+func benchCreate(tb testing.TB, h http.Handler) {
 	req := httptest.NewRequest("POST", "/v1/posts", strings.NewReader(benchPost))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusCreated {
-		b.Fatalf("create: %d %s", rec.Code, rec.Body)
+		tb.Fatalf("create: %d %s", rec.Code, rec.Body)
 	}
 }
 

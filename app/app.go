@@ -276,8 +276,14 @@ func (c Config) check() error {
 
 // postgresWriters is how many write transactions run at once on
 // PostgreSQL. They overlap everything but the event flush and the commit,
-// which the event position lock serialises.
-const postgresWriters = 4
+// which the event position lock serialises: two let one batch run its
+// statements while the other flushes and commits, and more only split the
+// waiting requests into smaller batches that queue for the lock. Measured
+// with go run ./bench -db postgres -ops create, 4 runs each, 2 cores:
+// 2 writers made 1,042-1,509 creates/s at 8 clients and 2,166-2,692 at
+// 32; 4 writers 849-1,086 and 1,648-2,175; 1 writer 961-1,061 and
+// 1,917-2,156.
+const postgresWriters = 2
 
 // bootstrapLockKey serialises the creation of Herald's own tables between
 // instances starting together on one PostgreSQL ("hboot"). It differs from

@@ -34,7 +34,15 @@ func newTracerProviderWithLogger(ctx context.Context, getenv func(string) string
 	if err != nil {
 		return nil, fmt.Errorf("app: tracing resource: %w", err)
 	}
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(cfg.sampler)}
+	sampler := cfg.sampler
+	if !cfg.export {
+		// Nothing exports: recording spans would be work for nobody. The
+		// spans still get real trace and span ids (the SDK makes them
+		// before it samples), which events carry, and an incoming
+		// traceparent's trace id is kept.
+		sampler = sdktrace.NeverSample()
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	if cfg.export {
 		exp, err := cfg.exporter(ctx)
 		if err != nil {

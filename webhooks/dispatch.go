@@ -44,6 +44,7 @@ type Dispatcher struct {
 
 	mu      sync.Mutex
 	handOff []claimed // inserted claimed by this instance, for Committed
+	stored  bool      // the last step inserted deliveries: Committed wakes the queue
 }
 
 var (
@@ -70,7 +71,7 @@ func (d *Dispatcher) Name() string { return ConsumerName }
 func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx *gorm.DB) error, error) {
 	// A previous step whose transaction failed may have left its list.
 	d.mu.Lock()
-	d.handOff = nil
+	d.handOff, d.stored = nil, false
 	d.mu.Unlock()
 	hooks, err := loadHooks(ctx, d.read, "enabled = ?", true)
 	if err != nil || len(hooks) == 0 {
@@ -114,7 +115,7 @@ func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx
 		}
 		// The last run of apply is the one that commits.
 		d.mu.Lock()
-		d.handOff = d.handOff[:0]
+		d.handOff, d.stored = d.handOff[:0], len(ins) > 0
 		for _, r := range ins {
 			if r.ClaimedBy != "" {
 				d.handOff = append(d.handOff, claimed{h: byID[r.WebhookID], d: r, lease: *r.ClaimExpiresAt})
@@ -132,9 +133,14 @@ func (d *Dispatcher) Committed() {
 		return
 	}
 	d.mu.Lock()
-	cs := d.handOff
-	d.handOff = nil
+	cs, stored := d.handOff, d.stored
+	d.handOff, d.stored = nil, false
 	d.mu.Unlock()
+	if !stored {
+		// Nothing to send: a step whose events matched no webhook (most
+		// steps when few webhooks listen) must not cost a claim round.
+		return
+	}
 	d.queue.handOff(cs)
 	d.queue.Wake()
 }

@@ -1,0 +1,39 @@
+//go:build !race
+
+package api_test
+
+import (
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/database"
+)
+
+// createAllocBudget is the most heap allocations one create over the HTTP
+// handler may make on SQLite with events on (the request, the writer, the
+// capture, and the relay's share), measured as BenchmarkCreate does and
+// kept in bench/create-path.txt. A change that adds allocations to the
+// write path fails here; one that removes some lowers the budget.
+const createAllocBudget = 600
+
+// TestCreateAllocationBudget guards the create path's allocations (not its
+// time: this machine is shared and noisy, while allocation counts are
+// stable). Skipped under -race, which allocates differently.
+func TestCreateAllocationBudget(t *testing.T) {
+	env := apptest.Start(t, database.SQLite, benchSchema)
+	h := env.App.Handler()
+	for range 50 {
+		benchCreate(t, h) // warm up: the relay's cursor, first statements
+	}
+	got := testing.AllocsPerRun(500, func() { benchCreate(t, h) })
+	budget := float64(createAllocBudget)
+	if v, _ := strconv.ParseFloat(os.Getenv("HERALD_CREATE_ALLOC_BUDGET"), 64); v > 0 {
+		budget = v
+	}
+	t.Logf("allocations per create: %.0f (budget %.0f)", got, budget)
+	if got > budget {
+		t.Errorf("a create makes %.0f allocations, over the budget of %.0f: see bench/create-path.txt", got, budget)
+	}
+}
