@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/herald-dev/herald/app/apptest"
 	"github.com/herald-dev/herald/database/dbtest"
@@ -173,4 +174,69 @@ func TestConsumersAreIndependent(t *testing.T) {
 			require.Equal(t, all[len(all)-1].ID, cursorOf(t, env, "failing"))
 		})
 	}
+}
+
+// idleRecorder is a recorder that says it is idle while idle is set.
+type idleRecorder struct {
+	recorder
+	idle bool
+	asks int
+}
+
+func (r *idleRecorder) Name() string { return "idler" }
+
+func (r *idleRecorder) Consume(ctx context.Context, batch []events.Event) (func(*gorm.DB) error, error) {
+	return nil, r.consume(ctx, batch)
+}
+
+func (r *idleRecorder) Idle(context.Context) (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asks++
+	return r.idle, nil
+}
+
+func (r *idleRecorder) setIdle(v bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.idle = v
+}
+
+// TestIdleConsumerIsPassedOver: while a consumer says it is idle, the
+// relay advances its cursor over the events without handing them over
+// (and still marks them dispatched); once it is not, it gets every event
+// committed after, in order, and none it was passed over.
+func TestIdleConsumerIsPassedOver(t *testing.T) {
+	env := apptest.Start(t, dbtest.Kinds[0], itemsSchema)
+	env.App.Relay().Stop()
+	rec := &idleRecorder{idle: true}
+	relay := events.NewRelay(events.RelayConfig{PollInterval: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, env.App.DB().Read, env.App.Store(), rec)
+	require.NoError(t, relay.Start(context.Background()))
+	t.Cleanup(relay.Stop)
+	create := func(prefix string, n int) {
+		for i := range n {
+			r := admin(t, env, "POST", "/v1/items", fmt.Sprintf(`{"key":"%s%d","writer":0,"n":%d}`, prefix, i, i))
+			require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+		}
+	}
+	start := cursorOf(t, env, "idler")
+	create("idle-", 5)
+	passed := eventsAfter(t, env, start).Events
+	require.Len(t, passed, 5)
+	waitUntil(t, 30*time.Second, func() bool { return cursorOf(t, env, "idler") == passed[4].ID },
+		"the idle consumer's cursor passes the events")
+	require.Empty(t, rec.taken(), "an idle consumer is handed nothing")
+	rec.mu.Lock()
+	require.Positive(t, rec.asks)
+	rec.mu.Unlock()
+	for _, e := range eventsAfter(t, env, start).Events {
+		require.NotNil(t, e.DispatchedAt, "event %d is dispatched: the consumer had nothing to do with it", e.ID)
+	}
+
+	rec.setIdle(false)
+	create("busy-", 4)
+	all := eventsAfter(t, env, start).Events
+	waitUntil(t, 30*time.Second, func() bool { return len(rec.taken()) >= 4 }, "the busy consumer takes the new events")
+	require.Equal(t, ids(all[5:]), ids(rec.taken()), "exactly the events after it stopped being idle, in order")
 }

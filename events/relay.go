@@ -39,6 +39,18 @@ type Consumer interface {
 // called from the consumer's relay goroutine and must not block.
 type Committer interface{ Committed() }
 
+// Idler is implemented by a Consumer that may have nothing to do with any
+// event for a while (the webhook dispatcher while no webhook is enabled).
+// The relay asks after it has read a batch's positions: when Idle is true,
+// it advances the cursor over the batch without reading the events'
+// bodies or calling Consume. Idle must answer for what the consumer would
+// do with events committed before it is called (they are in the batch),
+// which is what Consume would decide if called instead. It is called from
+// the consumer's relay goroutine.
+type Idler interface {
+	Idle(ctx context.Context) (bool, error)
+}
+
 // Writer runs fn in a write transaction through the write path requests
 // use (resources.Store.Write). It must be safe for concurrent use.
 type Writer interface {
@@ -265,26 +277,61 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var rows []models.Event
-	if err := r.read.WithContext(qctx).Where("id > ?", cursor).Order("id").Limit(r.cfg.BatchSize).Find(&rows).Error; err != nil {
-		return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
-	}
-	if len(rows) == 0 {
-		return 0, nil
-	}
 	now := r.cfg.Now().UTC().Truncate(time.Microsecond)
-	batch := make([]Event, len(rows))
-	for j := range rows {
-		if batch[j], err = fromModel(&rows[j]); err != nil {
-			return 0, fmt.Errorf("events: decode event %d: %w", rows[j].ID, err)
+	var (
+		batch []Event
+		apply func(tx *gorm.DB) error
+		last  int64
+		n     int
+	)
+	idle := false
+	if idler, ok := c.(Idler); ok {
+		// The positions only (no bodies to read and decode), then ask:
+		// the events of the batch committed before Idle answers.
+		var heads []models.Event
+		if err := r.read.WithContext(qctx).Select("id", "event_type", "created_at").Where("id > ?", cursor).
+			Order("id").Limit(r.cfg.BatchSize).Find(&heads).Error; err != nil {
+			return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
 		}
-		batch[j].DispatchedAt = &now
+		if len(heads) == 0 {
+			return 0, nil
+		}
+		if idle, err = idler.Idle(qctx); err != nil {
+			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
+		}
+		last, n = heads[len(heads)-1].ID, len(heads)
+		if idle {
+			// Enough of each event for the metrics.
+			batch = make([]Event, len(heads))
+			for j, h := range heads {
+				batch[j] = Event{ID: h.ID, EventType: h.EventType, CreatedAt: h.CreatedAt}
+			}
+		}
 	}
-	apply, err := c.Consume(qctx, batch)
-	if err != nil {
-		return 0, fmt.Errorf("events: consumer %s: %w", name, err)
+	if !idle {
+		var rows []models.Event
+		q := r.read.WithContext(qctx).Where("id > ?", cursor).Order("id").Limit(r.cfg.BatchSize)
+		if last > 0 {
+			q = q.Where("id <= ?", last) // the batch Idle was asked about, no more
+		}
+		if err := q.Find(&rows).Error; err != nil {
+			return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
+		}
+		if len(rows) == 0 {
+			return 0, nil
+		}
+		batch = make([]Event, len(rows))
+		for j := range rows {
+			if batch[j], err = fromModel(&rows[j]); err != nil {
+				return 0, fmt.Errorf("events: decode event %d: %w", rows[j].ID, err)
+			}
+			batch[j].DispatchedAt = &now
+		}
+		if apply, err = c.Consume(qctx, batch); err != nil {
+			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
+		}
+		last, n = rows[len(rows)-1].ID, len(rows)
 	}
-	last := rows[len(rows)-1].ID
 	err = r.write.Write(qctx, func(tx *gorm.DB) error {
 		// The cursor first: its row lock makes a second instance taking
 		// the same batch wait here, then find the cursor moved.
@@ -316,7 +363,7 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 		// Counted once, as the first consumer takes the events.
 		r.cfg.Metrics.dispatched(batch, now)
 	}
-	return len(batch), nil
+	return n, nil
 }
 
 // cursor reads consumer name's position.

@@ -50,6 +50,7 @@ type Dispatcher struct {
 var (
 	_ events.Consumer  = (*Dispatcher)(nil)
 	_ events.Committer = (*Dispatcher)(nil)
+	_ events.Idler     = (*Dispatcher)(nil)
 )
 
 // NewDispatcher returns the consumer; it reads webhooks and related rows
@@ -66,6 +67,23 @@ const ConsumerName = "webhooks"
 
 // Name implements events.Consumer.
 func (d *Dispatcher) Name() string { return ConsumerName }
+
+// Idle implements events.Idler: with no enabled webhook, no event
+// committed so far has anything to deliver (Consume would load the same
+// empty list), so the relay may pass the batch without reading it.
+func (d *Dispatcher) Idle(ctx context.Context) (bool, error) {
+	var n int64
+	if err := d.read.WithContext(ctx).Raw("SELECT COUNT(*) FROM (SELECT 1 FROM herald_webhooks WHERE enabled = ? LIMIT 1) w", true).
+		Scan(&n).Error; err != nil {
+		return false, fmt.Errorf("webhooks: any enabled: %w", err)
+	}
+	if n == 0 {
+		d.mu.Lock()
+		d.handOff, d.stored = nil, false
+		d.mu.Unlock()
+	}
+	return n == 0, nil
+}
 
 // Consume implements events.Consumer.
 func (d *Dispatcher) Consume(ctx context.Context, batch []events.Event) (func(tx *gorm.DB) error, error) {
