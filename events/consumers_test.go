@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/database/dbtest"
 	"github.com/herald-dev/herald/events"
 )
@@ -133,7 +135,9 @@ func TestConsumersAreIndependent(t *testing.T) {
 			for _, n := range healthy.sizes() {
 				require.LessOrEqual(t, n, batchSize)
 			}
-			require.Equal(t, last, cursorOf(t, env, "healthy"))
+			// The consumer takes a batch before its cursor's advance commits.
+			waitUntil(t, 30*time.Second, func() bool { return cursorOf(t, env, "healthy") == last },
+				"the healthy consumer's cursor reaches the last event")
 			require.Equal(t, start, cursorOf(t, env, "failing"), "a failing consumer's cursor stays where it was")
 			for _, f := range failing.refusals() {
 				require.Equal(t, ids(logged[:batchSize]), f, "the failing consumer is offered the batch after its own cursor, again")
@@ -207,7 +211,13 @@ func (r *idleRecorder) setIdle(v bool) {
 // (and still marks them dispatched); once it is not, it gets every event
 // committed after, in order, and none it was passed over.
 func TestIdleConsumerIsPassedOver(t *testing.T) {
-	env := apptest.Start(t, dbtest.Kinds[0], itemsSchema)
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) { testIdleConsumerIsPassedOver(t, kind) })
+	}
+}
+
+func testIdleConsumerIsPassedOver(t *testing.T, kind database.Kind) {
+	env := apptest.Start(t, kind, itemsSchema)
 	env.App.Relay().Stop()
 	rec := &idleRecorder{idle: true}
 	relay := events.NewRelay(events.RelayConfig{PollInterval: 20 * time.Millisecond,
@@ -239,4 +249,55 @@ func TestIdleConsumerIsPassedOver(t *testing.T) {
 	all := eventsAfter(t, env, start).Events
 	waitUntil(t, 30*time.Second, func() bool { return len(rec.taken()) >= 4 }, "the busy consumer takes the new events")
 	require.Equal(t, ids(all[5:]), ids(rec.taken()), "exactly the events after it stopped being idle, in order")
+}
+
+// racyIdler turns busy while it answers its first Idle, and an event is
+// committed in that moment (a webhook enabled while the relay asks): that
+// event is after the batch the relay asked about, so it must be handed
+// over. A relay that acted on an answer given before it read the batch's
+// positions would pass it over.
+type racyIdler struct {
+	idleRecorder
+	during func()
+	fired  atomic.Bool
+}
+
+func (r *racyIdler) Idle(ctx context.Context) (bool, error) {
+	if r.fired.CompareAndSwap(false, true) {
+		r.during()
+		r.setIdle(false)
+		return true, nil
+	}
+	return r.idleRecorder.Idle(ctx)
+}
+
+func TestIdleIsAskedAfterThePositions(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			env := apptest.Start(t, kind, itemsSchema)
+			env.App.Relay().Stop()
+			rec := &racyIdler{}
+			rec.idle = true
+			client := &http.Client{Timeout: 10 * time.Second}
+			rec.during = func() {
+				st, _, body, err := send(client, env.Server.URL, "POST", "/v1/items", `{"key":"during","writer":0,"n":1}`, apptest.AdminKey)
+				if err != nil || st != http.StatusCreated {
+					panic(fmt.Sprint(st, string(body), err))
+				}
+			}
+			relay := events.NewRelay(events.RelayConfig{PollInterval: 20 * time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, env.App.DB().Read, env.App.Store(), rec)
+			rec.fired.Store(true) // not while the relay starts
+			require.NoError(t, relay.Start(context.Background()))
+			t.Cleanup(relay.Stop)
+			start := cursorOf(t, env, "idler")
+			rec.fired.Store(false)
+			r := admin(t, env, "POST", "/v1/items", `{"key":"before","writer":0,"n":0}`)
+			require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+			waitUntil(t, 30*time.Second, func() bool { return len(rec.taken()) >= 1 }, "the event committed during Idle is taken")
+			all := eventsAfter(t, env, start).Events
+			require.Len(t, all, 2)
+			require.Contains(t, ids(rec.taken()), all[1].ID, "the event committed while Idle answered is handed over")
+		})
+	}
 }

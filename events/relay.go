@@ -41,12 +41,13 @@ type Committer interface{ Committed() }
 
 // Idler is implemented by a Consumer that may have nothing to do with any
 // event for a while (the webhook dispatcher while no webhook is enabled).
-// The relay asks after it has read a batch's positions: when Idle is true,
-// it advances the cursor over the batch without reading the events'
-// bodies or calling Consume. Idle must answer for what the consumer would
-// do with events committed before it is called (they are in the batch),
-// which is what Consume would decide if called instead. It is called from
-// the consumer's relay goroutine.
+// The relay asks before each step and, when the answer is idle, again
+// after it has read the batch's positions: when that second answer is
+// idle too, it advances the cursor over the batch without reading the
+// events' bodies or calling Consume. Idle must answer for what the
+// consumer would do with events committed before it is called (the
+// batch's), which is what Consume would decide if called instead. It is
+// called from the consumer's relay goroutine.
 type Idler interface {
 	Idle(ctx context.Context) (bool, error)
 }
@@ -277,8 +278,8 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	now := r.cfg.Now().UTC().Truncate(time.Microsecond)
 	var (
+		now   time.Time // when the batch is taken: after it was read
 		batch []Event
 		apply func(tx *gorm.DB) error
 		last  int64
@@ -286,8 +287,14 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	)
 	idle := false
 	if idler, ok := c.(Idler); ok {
-		// The positions only (no bodies to read and decode), then ask:
-		// the events of the batch committed before Idle answers.
+		if idle, err = idler.Idle(qctx); err != nil {
+			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
+		}
+	}
+	if idle {
+		// The positions only (no bodies to read and decode), then ask
+		// again: only events committed before an "idle" answer may be
+		// passed over, and those are the ones read before it.
 		var heads []models.Event
 		if err := r.read.WithContext(qctx).Select("id", "event_type", "created_at").Where("id > ?", cursor).
 			Order("id").Limit(r.cfg.BatchSize).Find(&heads).Error; err != nil {
@@ -296,10 +303,11 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 		if len(heads) == 0 {
 			return 0, nil
 		}
-		if idle, err = idler.Idle(qctx); err != nil {
+		if idle, err = c.(Idler).Idle(qctx); err != nil {
 			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
 		}
 		last, n = heads[len(heads)-1].ID, len(heads)
+		now = r.cfg.Now().UTC().Truncate(time.Microsecond)
 		if idle {
 			// Enough of each event for the metrics.
 			batch = make([]Event, len(heads))
@@ -320,6 +328,7 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 		if len(rows) == 0 {
 			return 0, nil
 		}
+		now = r.cfg.Now().UTC().Truncate(time.Microsecond)
 		batch = make([]Event, len(rows))
 		for j := range rows {
 			if batch[j], err = fromModel(&rows[j]); err != nil {

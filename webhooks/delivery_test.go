@@ -63,7 +63,9 @@ func TestFormatsAndSignatures(t *testing.T) {
 				require.Equal(t, "acme", req.Header.Get("X-Tenant"))
 				tc := ev["traceContext"].(map[string]any)
 				tp := req.Header.Get("traceparent")
-				require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$`, tp)
+				// Sampled, as the write's trace was, whether or not this
+				// process records spans.
+				require.Regexp(t, `^00-[0-9a-f]{32}-[0-9a-f]{16}-01$`, tp)
 				require.Equal(t, tc["traceId"], strings.Split(tp, "-")[1], "traceparent continues the write's trace")
 				require.NotEqual(t, tc["spanId"], strings.Split(tp, "-")[2], "each attempt is a client span of its own, a child of the write's")
 				want := map[string]any{}

@@ -707,6 +707,7 @@ func (q *Queue) send(ctx context.Context, c claimed) (int, http.Header, string, 
 	if d.Traceparent != "" {
 		ctx = q.prop.Extract(ctx, propagation.MapCarrier{"traceparent": d.Traceparent})
 	}
+	parent := trace.SpanContextFromContext(ctx)
 	ctx, span := q.tracer.Start(ctx, "webhook "+d.EventType, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("herald.webhook.id", h.ID), attribute.Int64("herald.delivery.id", d.ID),
 			attribute.Int("herald.delivery.attempt", d.Attempts+1), attribute.String("http.request.method", "POST")))
@@ -743,7 +744,14 @@ func (q *Queue) send(ctx context.Context, c claimed) (int, http.Header, string, 
 	case AuthBasic:
 		req.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(h.auth.Username+":"+h.auth.Password)))
 	}
-	q.prop.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	out := ctx
+	if !span.IsRecording() && parent.IsValid() {
+		// Nothing records spans here (no exporter): pass the originating
+		// trace's sampling decision on, not this process's "not sampled",
+		// or a receiver that samples by its parent would drop its part.
+		out = trace.ContextWithSpanContext(ctx, span.SpanContext().WithTraceFlags(parent.TraceFlags()))
+	}
+	q.prop.Inject(out, propagation.HeaderCarrier(req.Header))
 	resp, err := q.client.Do(req)
 	if err != nil {
 		span.SetStatus(codes.Error, "send failed")
