@@ -89,6 +89,11 @@ type RelayConfig struct {
 	// consumer. An idle consumer runs as soon as it is woken; a busy one
 	// gathers the commits of this interval into one step. Default 5ms.
 	MinInterval time.Duration
+	// IdleInterval replaces MinInterval after a step that passed over an
+	// Idler with nothing to do: its cursor (and the events' dispatchedAt)
+	// may lag that much, and the relay commits far less while, say, no
+	// webhook is enabled. Default 200ms.
+	IdleInterval time.Duration
 	// QueryTimeout bounds each database call. Default 10s.
 	QueryTimeout time.Duration
 	// Logger defaults to slog.Default().
@@ -114,6 +119,7 @@ type Relay struct {
 	consumers []Consumer
 	names     []string
 	wakes     []chan struct{}
+	passed    []bool // consumer i's last step passed it over (its loop's own)
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -136,6 +142,9 @@ func NewRelay(cfg RelayConfig, read *gorm.DB, write Writer, consumers ...Consume
 	if cfg.MinInterval <= 0 {
 		cfg.MinInterval = 5 * time.Millisecond
 	}
+	if cfg.IdleInterval <= 0 {
+		cfg.IdleInterval = 200 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -147,6 +156,7 @@ func NewRelay(cfg RelayConfig, read *gorm.DB, write Writer, consumers ...Consume
 		r.names = append(r.names, c.Name())
 		r.wakes = append(r.wakes, make(chan struct{}, 1))
 	}
+	r.passed = make([]bool, len(consumers))
 	return r
 }
 
@@ -218,7 +228,11 @@ func (r *Relay) loop(ctx context.Context, i int) {
 		case <-ticker.C:
 			tick = true
 		}
-		wait := max(backoff, r.cfg.MinInterval-time.Since(lastRun))
+		interval := r.cfg.MinInterval
+		if r.passed[i] {
+			interval = r.cfg.IdleInterval
+		}
+		wait := max(backoff, interval-time.Since(lastRun))
 		if wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -286,6 +300,7 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 		n     int
 	)
 	idle := false
+	r.passed[i] = false
 	if idler, ok := c.(Idler); ok {
 		if idle, err = idler.Idle(qctx); err != nil {
 			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
@@ -368,6 +383,7 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	if cm, ok := c.(Committer); ok {
 		cm.Committed()
 	}
+	r.passed[i] = idle
 	if i == 0 {
 		// Counted once, as the first consumer takes the events.
 		r.cfg.Metrics.dispatched(batch, now)
