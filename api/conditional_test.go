@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/herald-dev/herald/app/apptest"
+	"github.com/herald-dev/herald/database"
 )
 
 // TestConditionalRequests: records carry a strong ETag; If-None-Match
@@ -122,11 +123,7 @@ func TestConditionalRequests(t *testing.T) {
 func TestHeadAndMediaTypes(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(string(kind), func(t *testing.T) {
-			env := apptest.Start(t, kind, shopSchema)
-			defer env.Stop()
-			r := env.Admin("POST", "/v1/products", map[string]any{"sku": "ABC", "price": 10})
-			require.Equal(t, 201, r.Status, "%s", r.Body)
-			id := r.JSON()["id"].(string)
+			env, id, _ := withProduct(t, kind)
 			for _, path := range []string{"/healthz", "/readyz", "/metrics", "/v1/products", "/v1/products/" + id, "/v1/products/" + id + "/history", "/v1/_events", "/v1/_registry", "/v1/_webhooks"} {
 				get := env.Admin("GET", path, nil)
 				head := env.Admin("HEAD", path, nil)
@@ -204,14 +201,10 @@ func TestHeadAndMediaTypes(t *testing.T) {
 func TestNewFieldDefaultFillsRowsOnBothEngines(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(string(kind), func(t *testing.T) {
-			env := apptest.Start(t, kind, shopSchema)
-			defer env.Stop()
-			r := env.Admin("POST", "/v1/products", map[string]any{"sku": "ABC", "price": 10})
-			require.Equal(t, 201, r.Status, "%s", r.Body)
-			id, tag := r.JSON()["id"].(string), r.Header.Get("ETag")
+			env, id, tag := withProduct(t, kind)
 			schema := strings.Replace(shopSchema, "      - {name: site, type: string, validations: [{rule: url}]}\n",
 				"      - {name: site, type: string, validations: [{rule: url}]}\n      - {name: colour, type: string, default: red}\n", 1)
-			r = env.Do("POST", "/v1/_registry/import", schema, apptest.AdminKey, "Content-Type", "application/yaml")
+			r := env.Do("POST", "/v1/_registry/import", schema, apptest.AdminKey, "Content-Type", "application/yaml")
 			require.Equal(t, 200, r.Status, "%s", r.Body)
 			r = env.Admin("GET", "/v1/products/"+id, nil)
 			require.Equal(t, "red", r.JSON()["colour"])
@@ -219,4 +212,14 @@ func TestNewFieldDefaultFillsRowsOnBothEngines(t *testing.T) {
 			require.Equal(t, 200, env.Do("GET", "/v1/products/"+id, nil, apptest.AdminKey, "If-None-Match", tag).Status)
 		})
 	}
+}
+
+// withProduct starts Herald on kind with the shop schema and one product
+// (price 10), and returns its id and ETag.
+func withProduct(t *testing.T, kind database.Kind) (*apptest.Env, string, string) {
+	t.Helper()
+	env := apptest.Start(t, kind, shopSchema)
+	r := env.Admin("POST", "/v1/products", map[string]any{"sku": "ABC", "price": 10})
+	require.Equal(t, 201, r.Status, "%s", r.Body)
+	return env, r.JSON()["id"].(string), r.Header.Get("ETag")
 }
