@@ -84,30 +84,37 @@ func (s *Server) openAPIDocument(c echo.Context) ([]byte, error) {
 		return o.base, nil
 	}
 	ctx := c.Request().Context()
+	role := auth.FromContext(ctx).Role
+	if doc := o.cached(s.store.SchemaVersion(), role); doc != nil {
+		return doc, nil
+	}
 	caps, version, err := s.store.Capabilities(ctx)
 	if err != nil {
 		return nil, err
 	}
-	role := auth.FromContext(ctx).Role
-	o.mu.Lock()
-	if o.version != version {
-		o.version, o.cache = version, map[string][]byte{}
-	}
-	if doc, ok := o.cache[role]; ok {
-		o.mu.Unlock()
-		return doc, nil
-	}
-	o.mu.Unlock()
 	doc, err := o.build(caps)
 	if err != nil {
 		return nil, err
 	}
 	o.mu.Lock()
-	if o.version == version && len(o.cache) < 100 {
+	if version > o.version {
+		o.version, o.cache = version, map[string][]byte{}
+	}
+	if version == o.version && len(o.cache) < 100 {
 		o.cache[role] = doc
 	}
 	o.mu.Unlock()
 	return doc, nil
+}
+
+// cached is role's document of schema version, or nil.
+func (o *openAPI) cached(version int, role string) []byte {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.version != version {
+		return nil
+	}
+	return o.cache[role]
 }
 
 // build makes the document for one set of capabilities.
