@@ -31,7 +31,8 @@ var allowed = map[string][]string{
 	"webhooks":  {"database", "events", "models", "resources"},
 	"realtime":  {"events", "models"},
 	"api":       {"auth", "database", "events", "models", "realtime", "resources", "webhooks"},
-	"app":       {"api", "auth", "classify", "database", "events", "models", "realtime", "resources", "webhooks"},
+	"console":   {},
+	"app":       {"api", "auth", "classify", "console", "database", "events", "models", "realtime", "resources", "webhooks"},
 	"":          {"app"},
 	"bench":     {"app", "database"},
 

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -83,6 +84,9 @@ type Config struct {
 	// the base of GET /v1/_openapi. Optional: without it the runtime
 	// document describes the resources only.
 	OpenAPI []byte
+	// Console holds the admin console's files (index.html at its root),
+	// served at /_/. Optional: without it /_/ is a 404.
+	Console fs.FS
 }
 
 // TokenVerifier verifies a bearer token. It must be safe for concurrent
@@ -197,6 +201,7 @@ func (s *Server) routes() {
 	audit.GET("/:eventId", s.getEvent)
 
 	s.webhookRoutes()
+	s.consoleRoutes()
 
 	e.GET("/v1/:resource", s.list)
 	e.POST("/v1/:resource", s.create)
@@ -344,7 +349,8 @@ func (s *Server) authMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
 
 // unauthenticated are the routes that ignore credentials: probes and
 // metrics answer whatever Authorization header a scraper sends.
-var unauthenticated = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+// The console's files are static: the page sends the admin key itself.
+var unauthenticated = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true, "/_": true, "/_/*": true}
 
 // requireAdmin guards the admin API.
 func (s *Server) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {

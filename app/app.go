@@ -29,6 +29,7 @@ import (
 	"github.com/herald-dev/herald/api"
 	"github.com/herald-dev/herald/auth"
 	"github.com/herald-dev/herald/classify"
+	"github.com/herald-dev/herald/console"
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
@@ -211,6 +212,7 @@ func (a *App) init(ctx context.Context) error {
 		Webhooks:       a.webhooks,
 		Hub:            a.hub,
 		OpenAPI:        a.openapi,
+		Console:        console.Files(),
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{
