@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"
@@ -20,36 +22,62 @@ const consoleCSP = "default-src 'none'; script-src 'self'; style-src 'self'; img
 
 // consoleRoutes serves the admin console's static files at /_/. They need
 // no credentials: the page signs in with the admin key and sends it on
-// every API call itself.
-func (s *Server) consoleRoutes() {
+// every API call itself. Each file has a strong ETag (a hash of its
+// content, worked out once), so a reload revalidates with 304s.
+func (s *Server) consoleRoutes() error {
 	if s.cfg.Console == nil {
-		return
+		return nil
+	}
+	tags := map[string]string{}
+	err := fs.WalkDir(s.cfg.Console, ".", func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := fs.ReadFile(s.cfg.Console, name)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(data)
+		tags[name] = `"` + hex.EncodeToString(sum[:12]) + `"`
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	files := http.FileServerFS(s.cfg.Console)
-	serve := func(c echo.Context) error {
+	secure := func(c echo.Context) {
 		h := c.Response().Header()
 		h.Set("Content-Security-Policy", consoleCSP)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cache-Control", "no-cache")
+	}
+	serve := func(c echo.Context) error {
+		secure(c)
 		name := strings.TrimPrefix(path.Clean("/"+c.Param("*")), "/")
-		if name == "" || name == "." {
+		if name == "" {
 			name = "index.html"
 		}
-		if _, err := fs.Stat(s.cfg.Console, name); err != nil {
+		tag, ok := tags[name] // files only: a directory is a 404 too
+		if !ok {
 			return echo.NewHTTPError(http.StatusNotFound, "no such console file")
 		}
+		h := c.Response().Header()
+		h.Set("Cache-Control", "no-cache")
+		h.Set("ETag", tag) // http.FileServer answers If-None-Match with it
 		r := c.Request().Clone(c.Request().Context())
 		r.URL.Path = "/" + name
 		if name == "index.html" {
-			// FileServer redirects /index.html to ./; serve it directly.
-			r.URL.Path = "/"
+			r.URL.Path = "/" // FileServer redirects /index.html to ./
 		}
 		files.ServeHTTP(c.Response(), r)
 		return nil
 	}
-	s.e.GET("/_", func(c echo.Context) error { return c.Redirect(http.StatusMovedPermanently, "/_/") })
+	s.e.GET("/_", func(c echo.Context) error {
+		secure(c)
+		return c.Redirect(http.StatusMovedPermanently, "/_/")
+	})
 	s.e.GET("/_/*", serve)
+	return nil
 }

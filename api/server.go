@@ -158,6 +158,9 @@ func New(cfg Config, store *resources.Store, audit *events.Audit) (*Server, erro
 	}
 	s.e.Use(s.authMiddleware, s.requestInfoMiddleware)
 	s.routes()
+	if err := s.consoleRoutes(); err != nil {
+		return nil, fmt.Errorf("api: console files: %w", err)
+	}
 	return s, nil
 }
 
@@ -201,7 +204,6 @@ func (s *Server) routes() {
 	audit.GET("/:eventId", s.getEvent)
 
 	s.webhookRoutes()
-	s.consoleRoutes()
 
 	e.GET("/v1/:resource", s.list)
 	e.POST("/v1/:resource", s.create)

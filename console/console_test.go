@@ -34,6 +34,8 @@ resources:
       - {name: title, type: string, required: true, sortable: true, filterable: true}
       - {name: price, type: number, required: true, sortable: true, filterable: true, validations: [{rule: min, value: 0}]}
       - {name: active, type: boolean, default: true, filterable: true}
+      - {name: released_at, type: datetime}
+      - {name: note, type: string}
   - name: notes
     fields:
       - {name: body, type: text}
@@ -81,7 +83,10 @@ func newBrowser(t *testing.T, width, height int) *browser {
 	// on, and answer confirm() dialogs (rotate, delete) with yes.
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `window.__csp = [];
 document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
-window.confirm = () => true;`}); err != nil {
+window.confirm = () => true;
+window.__fetches = 0;
+const fetch0 = window.fetch;
+window.fetch = (...args) => { window.__fetches += 1; return fetch0(...args); };`}); err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
 	return b
@@ -213,16 +218,27 @@ func TestConsoleHeaders(t *testing.T) {
 		require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
 		require.Equal(t, "nosniff", resp.Header.Get("X-Content-Type-Options"), path)
 	}
-	resp, err := env.Server.Client().Get(env.Server.URL + "/_/js/nothing.js")
-	require.NoError(t, err)
-	_ = resp.Body.Close()
-	require.Equal(t, http.StatusNotFound, resp.StatusCode)
+	for _, path := range []string{"/_/js/nothing.js", "/_/js/", "/_/js", "/_/../go.mod", "/_/%2e%2e/go.mod"} {
+		resp, err := env.Server.Client().Get(env.Server.URL + path)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusNotFound, resp.StatusCode, path)
+		require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"), path)
+	}
+	// A reload revalidates: the file's ETag answers 304.
+	first := env.Do("GET", "/_/js/main.js", nil, "")
+	tag := first.Header.Get("ETag")
+	require.Regexp(t, `^"[0-9a-f]{24}"$`, tag)
+	require.Equal(t, http.StatusNotModified, env.Do("GET", "/_/js/main.js", nil, "", "If-None-Match", tag).Status)
+	require.Equal(t, http.StatusOK, env.Do("GET", "/_/js/api.js", nil, "", "If-None-Match", tag).Status, "another file, another tag")
+	require.Equal(t, http.StatusOK, env.Do("HEAD", "/_/", nil, "").Status)
 	// /_ leads to the console.
 	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err = noFollow.Get(env.Server.URL + "/_")
+	resp, err := noFollow.Get(env.Server.URL + "/_")
 	require.NoError(t, err)
 	_ = resp.Body.Close()
 	require.Equal(t, "/_/", resp.Header.Get("Location"))
+	require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
 	// The page has no inline script or style for the policy to allow.
 	r := env.Do("GET", "/_/", nil, "")
 	require.NotRegexp(t, `<script(?:\s[^>]*)?>\s*[^<\s]`, string(r.Body), "inline script in index.html")
@@ -299,7 +315,6 @@ func TestConsole(t *testing.T) {
 			b.fill(`form.record-form [name="price"]`, "5")
 			b.click(button("Create"))
 			b.wait("the created toast", `document.getElementById('toast').textContent.startsWith('Created ')`, 5*time.Second)
-			created := time.Now()
 			id := eval[string](b, `document.getElementById('toast').textContent.slice('Created '.length, -1)`)
 			require.Len(t, id, 36, "the new record's id")
 			b.wait("the title shown as text in the table", fmt.Sprintf(`[...document.querySelectorAll('table.records td')].some((td) => td.textContent === %q)`, probe), 5*time.Second)
@@ -308,7 +323,15 @@ func TestConsole(t *testing.T) {
 			// Its created event is in the live log within a second.
 			b.go_("#/events")
 			row := fmt.Sprintf(`[...document.querySelectorAll('table.events tbody tr')].find((tr) => tr.textContent.includes(%%q) && tr.querySelector('span[title=%q]'))`, id)
-			b.wait("the created event in the live log", fmt.Sprintf(row, "products.created"), time.Until(created.Add(time.Second)))
+			b.wait("the created event in the live log", fmt.Sprintf(row, "products.created"), 10*time.Second)
+			// It arrived within a second of the commit: the page notes when
+			// each event came, the record when it was created (one clock).
+			arrived, err := time.Parse(time.RFC3339Nano, eval[string](b, fmt.Sprintf(
+				`JSON.parse(sessionStorage.getItem('herald.live.log')).find((e) => e.resourceId === %q && e.eventType === 'products.created').receivedAt`, id)))
+			require.NoError(t, err)
+			committed, err := time.Parse(time.RFC3339Nano, env.Admin("GET", "/v1/products/"+id, nil).JSON()["created_at"].(string))
+			require.NoError(t, err)
+			require.Less(t, arrived.Sub(committed), time.Second, "the created event reached the live log %v after the commit", arrived.Sub(committed))
 			screenshot("console-events.png")
 
 			// Edit through the form; the update's diff.
@@ -318,7 +341,7 @@ func TestConsole(t *testing.T) {
 			b.wait("the form filled in", `document.querySelector('form.record-form [name="price"]').value === '5'`, 5*time.Second)
 			b.fill(`form.record-form [name="price"]`, "7.5")
 			b.click(button("Save"))
-			b.wait("the saved toast", `document.getElementById('toast').textContent.startsWith('Saved ')`, 5*time.Second)
+			b.wait("the saved toast", fmt.Sprintf(`document.getElementById('toast').textContent === 'Saved %s.'`, id), 5*time.Second)
 			require.EqualValues(t, 7.5, env.Admin("GET", "/v1/products/"+id, nil).JSON()["price"])
 			b.go_("#/events")
 			b.wait("the updated event", fmt.Sprintf(row, "products.updated"), 5*time.Second)
@@ -335,6 +358,28 @@ func TestConsole(t *testing.T) {
 			b.wait("the history timeline", `document.querySelectorAll('ol.timeline > li').length === 2`, 5*time.Second)
 			timeline := eval[[]string](b, `[...document.querySelectorAll('ol.timeline > li a')].map((a) => a.textContent)`)
 			require.Equal(t, []string{"products.updated", "products.created"}, timeline)
+
+			// An edit sends only what the reader changed: a datetime with
+			// microseconds and an empty string are kept as they are.
+			other := env.Admin("POST", "/v1/products", map[string]any{"sku": "KEEP-1", "title": "keep", "price": 1,
+				"released_at": "2026-01-02T03:04:05.123456Z", "note": ""})
+			require.Equal(t, http.StatusCreated, other.Status, "%s", other.Body)
+			otherID := other.JSON()["id"].(string)
+			b.go_("#/records")
+			b.click(fmt.Sprintf(`//button[@aria-label=%q]`, "Edit "+otherID))
+			b.wait("the form filled in", `document.querySelector('form.record-form [name="price"]')?.value === '1'`, 5*time.Second)
+			b.fill(`form.record-form [name="price"]`, "2")
+			b.click(button("Save"))
+			b.wait("the saved toast", fmt.Sprintf(`document.getElementById('toast').textContent === 'Saved %s.'`, otherID), 5*time.Second)
+			kept := env.Admin("GET", "/v1/products/"+otherID, nil).JSON()
+			require.EqualValues(t, 2, kept["price"])
+			require.Equal(t, "2026-01-02T03:04:05.123456Z", kept["released_at"])
+			require.Equal(t, "", kept["note"])
+			// A filter narrows the table (sent as sku__eq).
+			require.True(t, eval[bool](b, `(() => { const s = document.querySelector('form.filters select'); s.value = 'sku'; s.dispatchEvent(new Event('change')); return true; })()`))
+			b.fill(`form.filters input`, "KEEP-1")
+			b.run(chromedp.Click(chromedp.Search(`//form[contains(@class,'filters')]//button[normalize-space()='Add filter']`)))
+			b.wait("only the filtered record", fmt.Sprintf(`document.querySelectorAll('table.records tbody tr').length === 1 && document.querySelector('table.records tbody a[title=%q]')`, otherID), 5*time.Second)
 
 			// Register a webhook: a bad URL first, the error next to it.
 			b.go_("#/webhooks")
@@ -389,6 +434,10 @@ func TestConsole(t *testing.T) {
 			b.wait("the event committed while away", fmt.Sprintf(`[...document.querySelectorAll('table.events tbody tr')].some((tr) => tr.querySelector('span[title=%q]'))`, awayID), 10*time.Second)
 			b.wait("the events seen before", fmt.Sprintf(row, "products.created"), 5*time.Second)
 			b.checkLabels("the live log")
+			// The type filter: only updates are listed.
+			require.True(t, eval[bool](b, `(() => { const s = [...document.querySelectorAll('form.filters select')][1]; s.value = 'updated'; s.dispatchEvent(new Event('change')); return true; })()`))
+			b.wait("only updated events", `(() => { const rows = [...document.querySelectorAll('table.events tbody tr')]; return rows.length > 0 && rows.every((tr) => tr.textContent.includes('.updated')); })()`, 5*time.Second)
+			require.True(t, eval[bool](b, `(() => { const s = [...document.querySelectorAll('form.filters select')][1]; s.value = ''; s.dispatchEvent(new Event('change')); return true; })()`))
 
 			// Import: the plan first, destructive steps confirmed.
 			b.go_("#/resources")
@@ -421,6 +470,28 @@ func TestConsole(t *testing.T) {
 				require.True(t, fits, "%s overflows a phone's width", hash)
 			}
 			b.inert("the last page")
+			b.run(chromedp.EmulateViewport(1280, 900))
+
+			// Signing out on a page that refreshes stops it: no call is made
+			// after, and the sign-in form stays as it is.
+			b.run(chromedp.Navigate(env.Server.URL + "/_/#/webhooks/" + webhook(t, env)["id"].(string)))
+			b.wait("the delivery log", `document.querySelector('details[data-delivery-id]')`, 10*time.Second)
+			b.click(button("Sign out"))
+			b.wait("the sign-in form", `document.getElementById('signin-error')?.textContent === 'Signed out.'`, 5*time.Second)
+			calls, err := chromedp.Run(b.ctx, chromedp.Evaluate[int](`(() => { const n = window.__fetches;
+  return new Promise((ok) => setTimeout(() => ok(window.__fetches - n), 4500)); })()`, chromedp.EvalAwaitPromise))
+			require.NoError(t, err)
+			require.Zero(t, calls, "calls made in the 4.5 s after signing out (the delivery log refreshes every 2 s)")
+			require.Equal(t, "Signed out.", eval[string](b, `document.getElementById('signin-error').textContent`))
+			require.Empty(t, eval[string](b, `sessionStorage.getItem('herald.adminKey') || ''`))
+
+			// A key Herald stops accepting mid-session leads back to sign-in.
+			b.fill("#admin-key", apptest.AdminKey+kb.Enter)
+			b.wait("signed in again", `document.querySelector('h1')?.textContent === 'Resources'`, 5*time.Second)
+			require.True(t, eval[bool](b, `(sessionStorage.setItem('herald.adminKey', 'a-key-that-was-revoked-0000'), true)`))
+			b.go_("#/webhooks")
+			b.wait("the sign-in form with a clear message", `document.getElementById('signin-error')?.textContent.includes('no longer accepts the key')`, 5*time.Second)
+			require.True(t, eval[bool](b, `document.querySelector('#nav').hidden`))
 		})
 	}
 }

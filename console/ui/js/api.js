@@ -31,9 +31,11 @@ export function onUnauthorized(fn) { listeners.add(fn); }
 // and rejects with ApiError.
 export async function call(method, path, { body, contentType, query, headers, key } = {}) {
   const url = new URL(path, location.origin);
-  if (query) {
-    const entries = query instanceof URLSearchParams ? query.entries() : Object.entries(query);
-    for (const [k, v] of entries) {
+  if (query instanceof URLSearchParams) {
+    // Sent as built: an empty value can be meant (a filter on "").
+    for (const [k, v] of query) url.searchParams.append(k, v);
+  } else if (query) {
+    for (const [k, v] of Object.entries(query)) {
       if (v !== undefined && v !== null && v !== '') url.searchParams.append(k, v);
     }
   }
@@ -66,7 +68,8 @@ export async function call(method, path, { body, contentType, query, headers, ke
   if (!res.ok && res.status !== 304) {
     const problem = data && typeof data === 'object' ? data : { title: res.statusText || `HTTP ${res.status}`, detail: text };
     const err = new ApiError(res.status, problem);
-    if (res.status === 401 && !key) listeners.forEach((fn) => fn(err));
+    // The session's key refused: sign out (once, not for a key being tried).
+    if (res.status === 401 && !key && token) listeners.forEach((fn) => fn(err));
     throw err;
   }
   return { status: res.status, data, headers: res.headers };

@@ -75,7 +75,7 @@ export async function view(main) {
     if (change.event) live.markSeen();
     if (change.cleared) render();
     if (change.reset) {
-      replace(notice, h('p', { class: 'warn', role: 'alert', text: `Events after ${change.reset.lastEventId} up to ${change.reset.removedThrough} were removed by retention before this page saw them.` }));
+      replace(notice, h('p', { class: 'warn', role: 'alert', text: `Events after ${change.reset.lastEventId} up to ${change.reset.removedThrough} are no longer in the log (removed by retention) and were not seen here.` }));
     }
   });
   live.markSeen();

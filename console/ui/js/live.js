@@ -46,13 +46,15 @@ export function start() {
       if (frame.event === 'reset') {
         let info = {};
         try { info = JSON.parse(frame.data); } catch { /* keep {} */ }
+        // The replay goes on after removedThrough: resume from there.
+        if (info.removedThrough) sessionStorage.setItem(LAST, info.removedThrough);
         notify({ reset: info });
         return;
       }
       let ev;
       try { ev = JSON.parse(frame.data); } catch { return; }
       if (frame.id) sessionStorage.setItem(LAST, frame.id);
-      if (events.some((e) => e.id === ev.id)) return;
+      if (events.some((e) => e.eventId === ev.eventId)) return;
       ev.receivedAt = new Date().toISOString();
       events.unshift(ev);
       if (events.length > KEEP) events.length = KEEP;

@@ -14,23 +14,36 @@ const nav = document.getElementById('nav');
 let teardown = null;
 let navigated = false;
 
+// Each route renders into a fresh box that replaces the page only when it
+// is ready and still current: a slow page the reader already left never
+// draws over the next one, and its cleanup runs at once.
 const routes = [
-  [/^#\/resources$/, () => resources.view(main)],
-  [/^#\/records$/, () => records.list(main, '')],
-  [/^#\/records\/([^/]+)$/, (m) => records.list(main, m[1])],
-  [/^#\/records\/([^/]+)\/([^/]+)$/, (m) => records.detail(main, m[1], m[2])],
-  [/^#\/events$/, () => events.view(main)],
-  [/^#\/events\/([^/]+)$/, (m) => events.detail(main, m[1])],
-  [/^#\/webhooks$/, () => webhooks.list(main)],
-  [/^#\/webhooks\/new$/, () => webhooks.create(main)],
-  [/^#\/webhooks\/([^/]+)$/, (m) => webhooks.detail(main, m[1])],
+  [/^#\/resources$/, (box) => resources.view(box)],
+  [/^#\/records$/, (box) => records.list(box, '')],
+  [/^#\/records\/([^/]+)$/, (box, m) => records.list(box, m[1])],
+  [/^#\/records\/([^/]+)\/([^/]+)$/, (box, m) => records.detail(box, m[1], m[2])],
+  [/^#\/events$/, (box) => events.view(box)],
+  [/^#\/events\/([^/]+)$/, (box, m) => events.detail(box, m[1])],
+  [/^#\/webhooks$/, (box) => webhooks.list(box)],
+  [/^#\/webhooks\/new$/, (box) => webhooks.create(box)],
+  [/^#\/webhooks\/([^/]+)$/, (box, m) => webhooks.detail(box, m[1])],
 ];
 
-async function route() {
+let generation = 0;
+
+// leave ends the current page: its streams and timers stop, and a page
+// still loading is told it is no longer wanted.
+function leave() {
+  generation += 1;
   if (teardown) { teardown(); teardown = null; }
+}
+
+async function route() {
+  leave();
+  const gen = generation;
   if (!session.key()) { signIn(); return; }
   nav.hidden = false;
-  const hash = location.hash && location.hash !== '#' ? location.hash : '#/resources';
+  const hash = location.hash && location.hash.startsWith('#/') ? location.hash : '#/resources';
   for (const a of nav.querySelectorAll('a')) {
     const here = hash === a.getAttribute('href') || hash.startsWith(a.getAttribute('href') + '/');
     if (here) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
@@ -40,13 +53,19 @@ async function route() {
     replace(main, h('h1', { text: 'Not found' }), h('p', {}, 'No page here. ', h('a', { href: '#/resources', text: 'Go to resources' })));
     return;
   }
-  replace(main, h('p', { class: 'muted', text: 'Loading…' }));
+  if (!main.firstElementChild || main.firstElementChild.tagName !== 'H1') replace(main, h('p', { class: 'muted', text: 'Loading…' }));
+  const box = h('div', { class: 'page' });
+  let done = null;
   try {
     const m = hash.match(found[0]).map((x, i) => (i ? decodeURIComponent(x) : x));
-    teardown = (await found[1](m)) || null;
+    done = (await found[1](box, m)) || null;
   } catch (err) {
-    replace(main, h('h1', { text: 'This page could not be shown' }), problemBox(err));
+    if (gen !== generation || err.status === 401) { if (done) done(); return; }
+    replace(box, h('h1', { text: 'This page could not be shown' }), problemBox(err));
   }
+  if (gen !== generation) { if (done) done(); return; }
+  teardown = done;
+  replace(main, box);
   if (navigated) {
     const heading = main.querySelector('h1');
     if (heading) { heading.tabIndex = -1; heading.focus(); }
@@ -55,6 +74,7 @@ async function route() {
 }
 
 function signIn(message) {
+  leave();
   nav.hidden = true;
   live.stop();
   const id = 'admin-key';
@@ -101,6 +121,7 @@ function signIn(message) {
 }
 
 onUnauthorized(() => {
+  if (!session.key()) return; // signed out already (several calls failed)
   session.signOut();
   signIn('Herald no longer accepts the key (401). Sign in again.');
 });
@@ -119,6 +140,14 @@ live.subscribe(() => {
   link.textContent = n && !location.hash.startsWith('#/events') ? `Live events (${n})` : 'Live events';
 });
 
-window.addEventListener('hashchange', route);
+// The skip link moves the focus; it is not a page of the router.
+document.querySelector('.skip').addEventListener('click', (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
+window.addEventListener('hashchange', () => {
+  if (location.hash.startsWith('#/') || !location.hash) route();
+});
 if (session.key()) live.start();
 route();

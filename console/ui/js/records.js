@@ -42,7 +42,7 @@ export async function list(main, name) {
 
   const picker = h('select', { id: 'resource-picker', onchange: () => { location.hash = `#/records/${encodeURIComponent(picker.value)}`; } },
     defs.map((r) => h('option', { value: r.name, text: r.name, selected: r.name === name })));
-  const tableBox = h('div', { class: 'scroll', 'aria-live': 'polite' });
+  const tableBox = h('div', { class: 'scroll' });
   const formBox = h('div');
   const pager = h('div', { class: 'row' });
 
@@ -59,13 +59,14 @@ export async function list(main, name) {
   syncOps();
   const chips = h('ul', { class: 'chips', 'aria-label': 'Filters in use' });
   const renderChips = () => replace(chips, state.filters.map((f, i) => h('li', {},
-    h('span', { class: 'mono', text: `${f.field} ${f.op} ${f.value}` }), ' ',
+    h('span', { class: 'mono', text: `${f.field} ${f.op} ${JSON.stringify(f.value)}` }), ' ',
     h('button', { type: 'button', class: 'link', 'aria-label': `Remove filter ${f.field} ${f.op} ${f.value}`, text: '×', onclick: () => {
       state.filters.splice(i, 1); renderChips(); first();
     } }))));
   const filterForm = h('form', { class: 'row filters', onsubmit: (e) => {
     e.preventDefault();
-    state.filters.push({ field: fieldSel.value, op: opSel.value, value: value.value });
+    const v = opSel.value === 'isnull' && value.value === '' ? 'true' : value.value;
+    state.filters.push({ field: fieldSel.value, op: opSel.value, value: v });
     value.value = '';
     renderChips();
     first();
@@ -83,7 +84,9 @@ export async function list(main, name) {
   function query() {
     const q = new URLSearchParams({ _limit: '20', _sort: state.sort });
     if (state.after) q.set('_after', state.after);
-    for (const f of state.filters) q.append(f.op === 'eq' ? f.field : `${f.field}__${f.op}`, f.value);
+    // Always field__op: a bare name could be one of the list's own
+    // parameters (fields, include), and an empty value is a real filter.
+    for (const f of state.filters) q.append(`${f.field}__${f.op}`, f.value);
     return q;
   }
 
@@ -98,7 +101,7 @@ export async function list(main, name) {
         h('button', { type: 'button', class: 'secondary', text: '← Previous', disabled: !state.back.length, onclick: () => {
           state.after = state.back.pop(); load();
         } }),
-        h('span', { class: 'muted', text: r.data.meta && r.data.meta.total !== undefined ? `${r.data.meta.total} record(s)` : '' }),
+        h('span', { class: 'muted', role: 'status', text: r.data.meta && r.data.meta.total !== undefined ? `${r.data.meta.total} record(s)` : '' }),
         h('button', { type: 'button', class: 'secondary', text: 'Next →', disabled: !next, onclick: () => {
           state.back.push(state.after); state.after = next; load();
         } }));
@@ -146,7 +149,7 @@ export async function list(main, name) {
       },
       cancel() { replace(formBox); },
     }));
-    formBox.querySelector('input, select, textarea').focus();
+    formBox.querySelector('input, select, textarea, button')?.focus();
   }
 
   replace(main,
@@ -180,8 +183,10 @@ export function recordForm(def, record, etag, { done, cancel }) {
       const v = c.read();
       if (v.error) { c.setError(v.error); bad = bad || c; continue; }
       if (record) {
-        const before = record[c.field.name] === undefined ? null : record[c.field.name];
-        if (JSON.stringify(v.value) !== JSON.stringify(before)) body[c.field.name] = v.value;
+        // Only the fields the reader changed: an untouched control may not
+        // round-trip its value exactly (a datetime's microseconds, a
+        // textarea's line ends, an enum value no longer declared).
+        if (c.touched()) body[c.field.name] = v.value;
       } else if (v.present) {
         body[c.field.name] = v.value;
       }
@@ -253,7 +258,8 @@ function control(f, value) {
       break;
     case 'enum':
       input = h('select', common, h('option', { value: '', text: '(not set)' }),
-        (f.enumValues || []).map((v) => h('option', { value: v, text: v, selected: value === v })));
+        [...(f.enumValues || []), ...(has && !(f.enumValues || []).includes(value) ? [value] : [])]
+          .map((v) => h('option', { value: v, text: v, selected: value === v })));
       break;
     case 'integer':
     case 'number':
@@ -270,6 +276,10 @@ function control(f, value) {
       input = h('input', { ...common, type: rule('email') ? 'email' : 'text', autocomplete: 'off', spellcheck: 'false',
         maxlength: rule('maxLength') ? rule('maxLength').value : null, value: has ? String(value) : '' });
   }
+  let touched = false;
+  const touch = () => { touched = true; };
+  input.addEventListener('input', touch);
+  input.addEventListener('change', touch);
   const error = h('p', { id: errId, class: 'field-error', hidden: true });
   const node = h('div', { class: 'field' },
     h('label', { for: id }, f.name, f.required ? h('span', { class: 'req', text: ' (required)' }) : null),
@@ -280,13 +290,14 @@ function control(f, value) {
     field: f,
     input,
     node,
+    touched: () => touched,
     setError(msg) {
       error.textContent = msg || '';
       error.hidden = !msg;
       if (msg) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
     },
     // read is {present, value} or {error}: an empty input is absent on a
-    // create and null on an edit.
+    // create, and null on an edit that emptied it.
     read() {
       const raw = input.value;
       if (f.type === 'number' || f.type === 'integer') {
@@ -320,7 +331,8 @@ export async function detail(main, name, id) {
     try {
       rec = await call('GET', base);
     } catch (err) {
-      replace(recordBox, problemBox(err));
+      // A deleted record still has its history (the audit API keeps it).
+      replace(recordBox, err.status === 404 ? h('p', { class: 'muted', text: 'This record does not exist (any more). Its history follows.' }) : problemBox(err));
       return;
     }
     const row = rec.data;
@@ -329,27 +341,32 @@ export async function detail(main, name, id) {
       h('div', { class: 'row' },
         h('button', { type: 'button', text: 'Edit', onclick: () => {
           replace(formBox, recordForm(def, row, rec.headers.get('ETag'), {
-            done() { replace(formBox); toast('Saved.'); load(); },
+            done() { replace(formBox); toast('Saved.'); load(); loadHistory(); },
             cancel() { replace(formBox); },
           }));
-          formBox.querySelector('input, select, textarea').focus();
+          formBox.querySelector('input, select, textarea, button')?.focus();
         } }),
         h('button', { type: 'button', class: 'danger', text: 'Delete', onclick: async () => {
           if (!window.confirm(`Delete ${name} record ${id}?`)) return;
           try { await call('DELETE', base); toast('Deleted.'); location.hash = `#/records/${encodeURIComponent(name)}`; } catch (err) { toast(err.message, 'error'); }
         } })));
-    await loadHistory();
   }
 
-  async function loadHistory() {
+  // The history, newest first, a page at a time (before: the last id).
+  const timeline = h('ol', { class: 'timeline' });
+  async function loadHistory(before) {
     try {
-      const r = await call('GET', `${base}/history`, { query: { limit: '100' } });
+      const r = await call('GET', `${base}/history`, { query: { limit: '50', before } });
       const evs = r.data.data || [];
-      replace(historyBox, evs.length ? h('ol', { class: 'timeline' }, evs.map((ev) => h('li', {},
+      const next = r.data.meta && r.data.meta.next;
+      if (!before) replace(timeline);
+      timeline.append(...evs.map((ev) => h('li', {},
         h('div', { class: 'row' }, when(ev.createdAt), ' ',
           h('a', { href: `#/events/${encodeURIComponent(ev.eventId)}`, class: 'mono', text: ev.eventType }), ' ',
           h('span', { class: 'muted', text: `by ${who(ev)}` })),
-        h('details', {}, h('summary', { text: changeSummary(ev) }), diffTable(ev))))) : h('p', { class: 'muted', text: 'No history.' }));
+        h('details', {}, h('summary', { text: changeSummary(ev) }), diffTable(ev)))));
+      replace(historyBox, timeline.children.length ? timeline : h('p', { class: 'muted', text: 'No history.' }),
+        next ? h('button', { type: 'button', class: 'secondary', text: 'Older events', onclick: () => loadHistory(next) }) : null);
     } catch (err) {
       replace(historyBox, problemBox(err, 'The history could not be read'));
     }
@@ -359,7 +376,7 @@ export async function detail(main, name, id) {
     h('h1', {}, h('a', { href: `#/records/${encodeURIComponent(name)}`, text: name }), ' ', short(id)),
     formBox, recordBox,
     h('h2', { text: 'History' }), historyBox);
-  await load();
+  await Promise.all([load(), loadHistory()]);
   return undefined;
 }
 

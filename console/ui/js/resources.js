@@ -62,7 +62,7 @@ function importPanel() {
   const area = h('textarea', { id: areaId, rows: 14, spellcheck: 'false', class: 'mono', 'aria-describedby': `${areaId}-help` });
   const out = h('div', { 'aria-live': 'polite' });
   const file = h('input', { id: fileId, type: 'file', accept: '.yaml,.yml,.json,application/json,application/yaml', onchange: async () => {
-    if (file.files[0]) area.value = await file.files[0].text();
+    if (file.files[0]) { area.value = await file.files[0].text(); withdraw(); }
   } });
   const contentType = () => (area.value.trimStart().startsWith('{') ? 'application/json' : 'application/yaml');
 
@@ -70,19 +70,28 @@ function importPanel() {
     try {
       const r = await call('GET', '/v1/_registry', { headers: { Accept: 'application/yaml' } });
       area.value = r.data;
+      withdraw();
     } catch (err) { replace(out, problemBox(err)); }
   }
 
+  // What is applied is exactly what was previewed: any edit of the text
+  // (or a file loaded) withdraws the plan.
+  const withdraw = () => replace(out);
+  area.addEventListener('input', withdraw);
+
   async function preview() {
     replace(out, h('p', { class: 'muted', text: 'Planning…' }));
+    const body = area.value;
+    const type = contentType();
     try {
       // The whole plan, destructive steps included, without applying it.
-      const r = await call('POST', '/v1/_registry/import', { body: area.value, contentType: contentType(), query: { dryRun: 'true', allowDestructive: 'true' } });
-      showPlan(r.data.changes || []);
+      const r = await call('POST', '/v1/_registry/import', { body, contentType: type, query: { dryRun: 'true', allowDestructive: 'true' } });
+      if (area.value !== body) { withdraw(); return; }
+      showPlan(r.data.changes || [], body, type);
     } catch (err) { replace(out, problemBox(err, 'The schema cannot be applied')); }
   }
 
-  function showPlan(changes) {
+  function showPlan(changes, body, type) {
     const destructive = changes.filter((c) => c.destructive);
     const confirmId = uid('confirm');
     const confirmBox = destructive.length ? h('input', { type: 'checkbox', id: confirmId }) : null;
@@ -94,7 +103,7 @@ function importPanel() {
       }
       apply.disabled = true;
       try {
-        const r = await call('POST', '/v1/_registry/import', { body: area.value, contentType: contentType(),
+        const r = await call('POST', '/v1/_registry/import', { body, contentType: type,
           query: destructive.length ? { allowDestructive: 'true' } : {} });
         forget();
         toast(`Schema version ${r.data.version} applied (${(r.data.changes || []).length} changes).`);

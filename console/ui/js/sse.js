@@ -54,12 +54,28 @@ export function openStream(path, { query, lastId, onFrame, onStatus }) {
     timer = setTimeout(connect, retry);
   }
 
+  // The server sends a keep-alive every 15 s: a stream silent for 45 s is
+  // a dead connection (a laptop that slept), so it is dropped and resumed.
+  const IDLE = 45000;
+
   async function read(body) {
     const reader = body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
     let frame = { data: [], event: '', id: null };
+    let idle;
+    const watch = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => controller.abort(), IDLE);
+    };
     for (;;) {
-      const { value, done } = await reader.read();
+      watch();
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } finally {
+        clearTimeout(idle);
+      }
+      const { value, done } = chunk;
       if (done) return;
       buf += value;
       let nl;

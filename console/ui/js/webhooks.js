@@ -8,6 +8,13 @@ import { call, schema } from './api.js';
 const EVENTS = ['created', 'updated', 'deleted'];
 const FORMATS = [['event', 'the full event'], ['hasura', 'Hasura\'s payload'], ['ids', 'ids only, batched']];
 
+// eventsText is what fires a webhook: its mutations, or its
+// classification's transitions.
+function eventsText(w) {
+  if (w.classification) return `${w.classification.name} transitions`;
+  return (w.events && w.events.length ? w.events : EVENTS).join(', ');
+}
+
 function state(w) {
   if (!w.enabled) return `disabled${w.disabledReason ? `: ${w.disabledReason}` : ''}`;
   return w.paused ? 'paused' : 'active';
@@ -26,7 +33,7 @@ export async function list(main) {
         h('td', {}, h('a', { href: `#/webhooks/${encodeURIComponent(w.id)}`, text: w.name })),
         h('td', { class: 'mono cell', title: w.url, text: w.url }),
         h('td', { text: w.resource }),
-        h('td', { text: (w.events && w.events.length ? w.events : EVENTS).join(', ') }),
+        h('td', { text: eventsText(w) }),
         h('td', { text: w.format }),
         h('td', { class: `state-${w.enabled ? (w.paused ? 'paused' : 'active') : 'disabled'}`, text: state(w) }))))))
       : h('p', { class: 'muted', text: 'No webhooks yet.' }));
@@ -51,6 +58,8 @@ async function webhookForm(hook, { done, cancel }) {
   };
   const name = h('input', { type: 'text', required: true, value: hook ? hook.name : '', autocomplete: 'off' });
   const url = h('input', { type: 'url', required: true, value: hook ? hook.url : '', autocomplete: 'off', spellcheck: 'false', placeholder: 'https://example.com/hooks/herald' });
+  // A resource no longer declared stays selectable, so Save keeps it.
+  if (hook && !names.includes(hook.resource) && hook.resource !== '*') names.push(hook.resource);
   const resource = h('select', {}, [...names, '*'].map((n) => h('option', { value: n, text: n === '*' ? '* (every resource)' : n, selected: hook && hook.resource === n })));
   const events = EVENTS.map((e) => {
     const id = uid('ev');
@@ -163,9 +172,12 @@ export async function detail(main, id) {
   let older = null;
   let timer;
   let shown = '';
+  let stopped = false;
+  let loading = null;
 
   async function loadHook() {
     const r = await call('GET', base);
+    const focused = top.contains(document.activeElement) ? document.activeElement.dataset.action : null;
     const w = r.data;
     replace(top,
       h('h1', {}, 'Webhook ', h('span', { text: w.name })),
@@ -173,7 +185,7 @@ export async function detail(main, id) {
       h('dl', { class: 'pairs' },
         h('dt', { text: 'URL' }), h('dd', { class: 'mono', text: w.url }),
         h('dt', { text: 'Resource' }), h('dd', { text: w.resource }),
-        h('dt', { text: 'Events' }), h('dd', { text: (w.events && w.events.length ? w.events : EVENTS).join(', ') }),
+        h('dt', { text: 'Events' }), h('dd', { text: eventsText(w) }),
         w.fields && w.fields.length ? [h('dt', { text: 'Fields' }), h('dd', { text: w.fields.join(', ') })] : null,
         w.related && w.related.length ? [h('dt', { text: 'Related' }), h('dd', { text: w.related.join(', ') })] : null,
         w.classification ? [h('dt', { text: 'Classification' }), h('dd', { text: show(w.classification) })] : null,
@@ -181,16 +193,16 @@ export async function detail(main, id) {
         h('dt', { text: 'State' }), h('dd', { class: 'state', text: state(w) }),
         h('dt', { text: 'Id' }), h('dd', { class: 'mono', text: w.id })),
       h('div', { class: 'row actions' },
-        h('button', { type: 'button', class: 'secondary', text: 'Edit', onclick: async () => {
+        h('button', { type: 'button', class: 'secondary', text: 'Edit', dataset: { action: 'edit' }, onclick: async () => {
           replace(formBox, await webhookForm(w, {
-            done() { replace(formBox); toast('Saved.'); loadHook(); },
-            cancel() { replace(formBox); },
+            done() { replace(formBox); toast('Saved.'); loadHook().then(() => top.querySelector('[data-action="edit"]')?.focus()); },
+            cancel() { replace(formBox); top.querySelector('[data-action="edit"]')?.focus(); },
           }));
           formBox.querySelector('input').focus();
         } }),
         !w.enabled
-          ? h('button', { type: 'button', text: 'Enable', onclick: () => patch({ enabled: true }, 'Enabled.') })
-          : h('button', { type: 'button', class: 'secondary', text: w.paused ? 'Resume' : 'Pause', onclick: () => patch({ paused: !w.paused }, w.paused ? 'Resumed.' : 'Paused.') }),
+          ? h('button', { type: 'button', text: 'Enable', dataset: { action: 'toggle' }, onclick: () => patch({ enabled: true }, 'Enabled.') })
+          : h('button', { type: 'button', class: 'secondary', text: w.paused ? 'Resume' : 'Pause', dataset: { action: 'toggle' }, onclick: () => patch({ paused: !w.paused }, w.paused ? 'Resumed.' : 'Paused.') }),
         h('button', { type: 'button', class: 'secondary', text: 'Send a test ping', onclick: async () => {
           try {
             const d = await call('POST', `${base}/test`);
@@ -210,13 +222,21 @@ export async function detail(main, id) {
           if (!window.confirm(`Delete the webhook ${w.name}? Its pending deliveries are dropped.`)) return;
           try { await call('DELETE', base); toast('Deleted.'); location.hash = '#/webhooks'; } catch (err) { replace(notice, problemBox(err, 'Not deleted')); }
         } })));
+    if (focused) top.querySelector(`[data-action="${focused}"]`)?.focus();
   }
 
   async function patch(body, message) {
     try { await call('PATCH', base, { body }); toast(message); await loadHook(); } catch (err) { replace(notice, problemBox(err)); }
   }
 
-  async function loadDeliveries() {
+  // One load at a time; the page's cleanup stops the refresh for good.
+  function loadDeliveries() {
+    if (stopped) return Promise.resolve();
+    if (!loading) loading = loadOnce().finally(() => { loading = null; });
+    return loading;
+  }
+
+  async function loadOnce() {
     clearTimeout(timer);
     try {
       const r = await call('GET', `${base}/deliveries`, { query: { limit: '50' } });
@@ -228,13 +248,16 @@ export async function detail(main, id) {
       replace(deliveriesBox, problemBox(err, 'The delivery log could not be read'));
     }
     // The log refreshes while the page is open; open rows stay open.
-    timer = setTimeout(loadDeliveries, 2000);
+    if (!stopped) timer = setTimeout(loadDeliveries, 2000);
   }
 
   function renderDeliveries(list) {
     if (!list.length) { replace(deliveriesBox, h('p', { class: 'muted', text: 'No deliveries yet.' })); return; }
+    // The focus stays on the same control across a refresh.
+    const focused = deliveriesBox.contains(document.activeElement) ? document.activeElement.dataset.focusKey : null;
     replace(deliveriesBox, h('ul', { class: 'deliveries plain' }, list.map(deliveryItem)),
       older ? h('p', { class: 'muted', text: 'Older deliveries are not shown (the latest 50).' }) : null);
+    if (focused) deliveriesBox.querySelector(`[data-focus-key="${focused}"]`)?.focus();
   }
 
   function deliveryItem(d) {
@@ -242,14 +265,14 @@ export async function detail(main, id) {
     const details = h('details', { open: open.has(d.id), dataset: { deliveryId: d.id }, ontoggle: () => {
       if (details.open) open.add(d.id); else open.delete(d.id);
     } },
-    h('summary', {},
+    h('summary', { dataset: { focusKey: `summary-${d.id}` } },
       h('span', { class: `badge status-${d.status}`, text: d.status }), ' ',
       h('span', { class: 'mono', text: d.eventType }), ' ',
       d.resourceId ? short(d.resourceId) : null, ' ',
       h('span', { class: 'muted', text: `delivery ${d.id} · ${d.attempts} attempt(s)${last && last.statusCode ? ` · last ${last.statusCode}` : ''}` }), ' ',
       when(d.createdAt)),
     h('div', { class: 'row' },
-      h('button', { type: 'button', class: 'secondary', text: 'Redeliver', 'aria-label': `Redeliver delivery ${d.id}`, onclick: async () => {
+      h('button', { type: 'button', class: 'secondary', text: 'Redeliver', 'aria-label': `Redeliver delivery ${d.id}`, dataset: { focusKey: `redeliver-${d.id}` }, onclick: async () => {
         try {
           await call('POST', `/v1/_deliveries/${encodeURIComponent(d.id)}/redeliver`);
           toast(`Delivery ${d.id} queued again.`);
@@ -275,5 +298,5 @@ export async function detail(main, id) {
     deliveriesBox);
   await loadHook();
   await loadDeliveries();
-  return () => clearTimeout(timer);
+  return () => { stopped = true; clearTimeout(timer); };
 }
