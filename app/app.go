@@ -187,7 +187,7 @@ func (a *App) init(ctx context.Context) error {
 		Logger: a.log, Metrics: webhooks.NewMetrics(a.metrics)}, a.db.Read, a.store, a.db.Kind)
 	a.webhooks = webhooks.NewService(a.store, guard, a.queue, nil)
 	a.relay = events.NewRelay(events.RelayConfig{Logger: a.log, Metrics: events.NewMetrics(a.metrics)}, a.db.Read, a.store,
-		webhooks.NewDispatcher(a.store, a.queue, nil))
+		webhooks.NewDispatcher(a.store, a.queue, nil), events.NewIndexer())
 	a.retention = events.NewRetention(events.RetentionConfig{Retention: a.cfg.EventRetention, Logger: a.log,
 		Holds: []events.Holder{a.webhooks}}, a.db.Write)
 	if err := a.loadSchema(ctx); err != nil {

@@ -94,35 +94,41 @@ func ParseQuery(v url.Values) (Query, error) {
 	return q, nil
 }
 
-// List answers the events matching q, oldest first.
+// List answers the events matching q, oldest first. Filters on the key
+// columns search the index (see keyed); without them the log is read in
+// id order by its primary key.
 func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
-	tx := withDispatchedAt(a.db.WithContext(ctx))
+	f := &keyFilter{}
 	if q.Resource != "" {
-		tx = tx.Where("resource_name = ?", q.Resource)
+		f.add("resource_name = ?", q.Resource)
 	}
 	if q.Type != "" {
 		if strings.Contains(q.Type, ".") {
-			tx = tx.Where("event_type = ?", q.Type)
+			f.add("event_type = ?", q.Type)
 		} else {
-			tx = tx.Where("event_type = resource_name || '.' || ?", q.Type) // a literal, never a pattern
+			f.add("event_type = resource_name || '.' || ?", q.Type) // a literal, never a pattern
 		}
 	}
 	if q.ResourceID != "" {
-		tx = tx.Where("resource_id = ?", q.ResourceID)
+		f.add("resource_id = ?", q.ResourceID)
 	}
 	if q.UserID != "" {
-		tx = tx.Where("user_id = ?", q.UserID)
+		f.add("user_id = ?", q.UserID)
 	}
 	if !q.Since.IsZero() {
-		tx = tx.Where("created_at >= ?", q.Since.UTC())
+		f.add("created_at >= ?", q.Since.UTC())
 	}
 	if !q.Until.IsZero() {
-		tx = tx.Where("created_at < ?", q.Until.UTC())
+		f.add("created_at < ?", q.Until.UTC())
 	}
-	if q.After > 0 {
-		tx = tx.Where("id > ?", q.After)
+	tx := withDispatchedAt(a.db.WithContext(ctx))
+	if f.empty() {
+		if q.After > 0 {
+			tx = tx.Where("id > ?", q.After)
+		}
+		return page(tx.Order("id"), q.Limit)
 	}
-	return page(tx.Order("id"), q.Limit)
+	return page(keyed(tx, f, q.After, 0, q.Limit+1, false), q.Limit)
 }
 
 // Get returns one event by its eventId.
@@ -144,11 +150,10 @@ func (a *Audit) History(ctx context.Context, resource, id string, before int64, 
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	tx := withDispatchedAt(a.db.WithContext(ctx)).Where("resource_name = ? AND resource_id = ?", resource, id)
-	if before > 0 {
-		tx = tx.Where("id < ?", before)
-	}
-	return page(tx.Order("id DESC"), limit)
+	f := &keyFilter{}
+	f.add("resource_name = ?", resource)
+	f.add("resource_id = ?", id)
+	return page(keyed(withDispatchedAt(a.db.WithContext(ctx)), f, 0, before, limit+1, true), limit)
 }
 
 // withDispatchedAt selects events with their dispatch time: that of the

@@ -37,7 +37,41 @@ func Migrations() []database.Migration {
 			database.SQLite:   {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position integer NOT NULL, updated_at datetime NOT NULL)`},
 			database.Postgres: {`CREATE TABLE herald_consumers (name text PRIMARY KEY, position bigint NOT NULL, updated_at timestamptz NOT NULL)`},
 		}},
+		// The log's secondary indexes move to herald_event_index, filled
+		// after commit by the indexer (see Indexer). Existing events are
+		// indexed here and the indexer's cursor starts after them; on
+		// PostgreSQL under the position lock, so no event with a smaller
+		// position is still to commit.
+		{ID: 4, Name: "event index off the write path", SQL: map[database.Kind][]string{
+			database.SQLite: append([]string{
+				`CREATE TABLE herald_event_index (id integer PRIMARY KEY, event_type text NOT NULL, resource_name text NOT NULL,
+  resource_id text NOT NULL, user_id text, created_at datetime NOT NULL)`,
+				`INSERT INTO herald_event_index SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events`,
+			}, indexMove...),
+			database.Postgres: append([]string{
+				fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, positionLockKey),
+				`CREATE TABLE herald_event_index (id bigint PRIMARY KEY, event_type text NOT NULL, resource_name text NOT NULL,
+  resource_id text NOT NULL, user_id text, created_at timestamptz NOT NULL)`,
+				`INSERT INTO herald_event_index SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events`,
+			}, indexMove...),
+		}},
 	}
+}
+
+// indexMove builds herald_event_index's indexes, drops the log's and
+// starts the indexer's cursor after the events indexed.
+var indexMove = []string{
+	`CREATE INDEX herald_event_index_created_idx ON herald_event_index (created_at)`,
+	`CREATE INDEX herald_event_index_user_idx ON herald_event_index (user_id, id)`,
+	`CREATE INDEX herald_event_index_type_idx ON herald_event_index (event_type, id)`,
+	`CREATE INDEX herald_event_index_resource_idx ON herald_event_index (resource_name, resource_id, id)`,
+	`DROP INDEX IF EXISTS herald_events_created_idx`,
+	`DROP INDEX IF EXISTS herald_events_user_idx`,
+	`DROP INDEX IF EXISTS herald_events_type_idx`,
+	`DROP INDEX IF EXISTS herald_events_resource_idx`,
+	`INSERT INTO herald_consumers (name, position, updated_at)
+  SELECT '` + IndexerName + `', COALESCE(MAX(id), 0), CURRENT_TIMESTAMP FROM herald_events WHERE true
+  ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
 }
 
 var eventIndexes = []string{

@@ -118,8 +118,12 @@ type Relay struct {
 	write     Writer
 	consumers []Consumer
 	names     []string
-	wakes     []chan struct{}
-	passed    []bool // consumer i's last step passed it over (its loop's own)
+	// marked are the consumers whose cursors make the dispatch watermark
+	// (dispatchedAt): every one but the indexer, which is bookkeeping of
+	// the log, not a dispatch.
+	marked []string
+	wakes  []chan struct{}
+	passed []bool // consumer i's last step passed it over (its loop's own)
 
 	mu      sync.Mutex
 	cancel  context.CancelFunc
@@ -155,6 +159,9 @@ func NewRelay(cfg RelayConfig, read *gorm.DB, write Writer, consumers ...Consume
 	for _, c := range consumers {
 		r.names = append(r.names, c.Name())
 		r.wakes = append(r.wakes, make(chan struct{}, 1))
+		if _, ok := c.(keyConsumer); !ok {
+			r.marked = append(r.marked, c.Name())
+		}
 	}
 	r.passed = make([]bool, len(consumers))
 	return r
@@ -229,6 +236,9 @@ func (r *Relay) loop(ctx context.Context, i int) {
 			tick = true
 		}
 		interval := r.cfg.MinInterval
+		if p, ok := r.consumers[i].(paced); ok {
+			interval = p.interval()
+		}
 		if r.passed[i] {
 			interval = r.cfg.IdleInterval
 		}
@@ -301,7 +311,22 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	)
 	idle := false
 	r.passed[i] = false
-	if idler, ok := c.(Idler); ok {
+	if kc, ok := c.(keyConsumer); ok {
+		// The key columns only: no bodies to read or decode.
+		keys, err := readKeys(r.read.WithContext(qctx), cursor, r.cfg.BatchSize)
+		if err != nil {
+			return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
+		}
+		if len(keys) == 0 {
+			return 0, nil
+		}
+		now = r.cfg.Now().UTC().Truncate(time.Microsecond)
+		apply, last, n = kc.consumeKeys(keys), keys[len(keys)-1].ID, len(keys)
+		batch = make([]Event, len(keys))
+		for j, k := range keys {
+			batch[j] = Event{ID: k.ID, EventType: k.EventType, CreatedAt: k.CreatedAt}
+		}
+	} else if idler, ok := c.(Idler); ok {
 		if idle, err = idler.Idle(qctx); err != nil {
 			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
 		}
@@ -331,7 +356,7 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 			}
 		}
 	}
-	if !idle {
+	if !idle && apply == nil {
 		var rows []models.Event
 		q := r.read.WithContext(qctx).Where("id > ?", cursor).Order("id").Limit(r.cfg.BatchSize)
 		if last > 0 {
@@ -409,7 +434,7 @@ func (r *Relay) cursor(ctx context.Context, name string) (int64, error) {
 func (r *Relay) mark(tx *gorm.DB, now time.Time) error {
 	err := tx.Exec(`INSERT INTO herald_dispatches (id, dispatched_at)
   SELECT m, ? FROM (SELECT MIN(position) AS m FROM herald_consumers WHERE name IN ?) c
-  WHERE m > (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ON CONFLICT (id) DO NOTHING`, now, r.names).Error
+  WHERE m > (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ON CONFLICT (id) DO NOTHING`, now, r.marked).Error
 	if err != nil {
 		return fmt.Errorf("events: mark dispatched: %w", err)
 	}
@@ -428,7 +453,7 @@ func (r *Relay) maintain(ctx context.Context, i int) error {
   (SELECT COALESCE(MAX(id), 0) FROM herald_events) AS head,
   (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) AS mark,
   (SELECT COALESCE(MIN(position), 0) FROM herald_consumers WHERE name IN ?) AS min_cursor,
-  (SELECT COALESCE(MAX(position), 0) FROM herald_consumers WHERE name = ?) AS cursor`, r.names, r.names[i]).Scan(&st).Error
+  (SELECT COALESCE(MAX(position), 0) FROM herald_consumers WHERE name = ?) AS cursor`, r.marked, r.names[i]).Scan(&st).Error
 	if err != nil {
 		return fmt.Errorf("events: lag: %w", err)
 	}

@@ -154,9 +154,8 @@ func (r *Retention) Sweep(ctx context.Context) (int64, error) {
 	for {
 		var gone []int64
 		err := r.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Raw(`SELECT id FROM herald_events WHERE created_at < ?
-  AND id <= (SELECT COALESCE(MAX(id), 0) FROM herald_dispatches) ORDER BY id LIMIT ?`, cutoff, r.cfg.BatchSize).
-				Find(&gone).Error; err != nil || len(gone) == 0 {
+			var err error
+			if gone, err = retentionCandidates(tx, cutoff, r.cfg.BatchSize); err != nil || len(gone) == 0 {
 				return err
 			}
 			// The mark first, in the same transaction: a reader that sees
@@ -166,6 +165,9 @@ func (r *Retention) Sweep(ctx context.Context) (int64, error) {
   ON CONFLICT (key) DO UPDATE SET value = CASE
     WHEN CAST(herald_settings.value AS bigint) < CAST(excluded.value AS bigint) THEN excluded.value
     ELSE herald_settings.value END`, RemovedThroughSetting, strconv.FormatInt(slices.Max(gone), 10)).Error; err != nil {
+				return err
+			}
+			if err := tx.Exec("DELETE FROM herald_event_index WHERE id IN ?", gone).Error; err != nil {
 				return err
 			}
 			return tx.Exec("DELETE FROM herald_events WHERE id IN ?", gone).Error

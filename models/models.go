@@ -48,15 +48,16 @@ var ErrUnauthorized = errors.New("unauthorized")
 // Event is one row of the event log (the transactional outbox). ID is the
 // log position: on SQLite the rowid (one writer, so commit order; never
 // reused, AUTOINCREMENT); on PostgreSQL taken from a sequence under an
-// advisory lock held until commit, so also commit order.
+// advisory lock held until commit, so also commit order. Its secondary
+// indexes are in herald_event_index, filled after commit (events.Indexer).
 type Event struct {
-	ID           int64     `gorm:"primaryKey;autoIncrement;index:herald_events_resource_idx,priority:3;index:herald_events_type_idx,priority:2;index:herald_events_user_idx,priority:2"`
-	EventID      string    `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
-	EventType    string    `gorm:"not null;index:herald_events_type_idx,priority:1"`
-	ResourceName string    `gorm:"not null;index:herald_events_resource_idx,priority:1"`
-	ResourceID   string    `gorm:"not null;index:herald_events_resource_idx,priority:2"`
-	UserID       string    `gorm:"index:herald_events_user_idx,priority:1"`
-	CreatedAt    time.Time `gorm:"not null;index:herald_events_created_idx"`
+	ID           int64  `gorm:"primaryKey;autoIncrement"`
+	EventID      string `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
+	EventType    string `gorm:"not null"`
+	ResourceName string `gorm:"not null"`
+	ResourceID   string `gorm:"not null"`
+	UserID       string
+	CreatedAt    time.Time `gorm:"not null"`
 	// DispatchedAt is not stored per event: it is read from the dispatch
 	// watermark (see Dispatch).
 	DispatchedAt     *time.Time `gorm:"->;-:migration"`
