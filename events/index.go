@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"gorm.io/gorm"
-
-	"github.com/herald-dev/herald/models"
 )
 
 // IndexerName is the cursor of the consumer that indexes the log.
@@ -51,59 +49,32 @@ const indexInterval = 100 * time.Millisecond
 
 func (*Indexer) interval() time.Duration { return indexInterval }
 
-// keyConsumer is a consumer that needs only the events' key columns.
+// keyConsumer is a consumer that needs only the range of positions a
+// batch covers (the indexer).
 type keyConsumer interface {
-	consumeKeys(keys []models.Event) func(tx *gorm.DB) error
+	consumeRange(after, through int64) func(tx *gorm.DB) error
 }
 
-// readKeys reads the key columns of up to limit events after cursor, in
-// log order (scanned by hand: this runs for every event).
-func readKeys(db *gorm.DB, cursor int64, limit int) ([]models.Event, error) {
-	rows, err := db.Raw(`SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events
-  WHERE id > ? ORDER BY id LIMIT ?`, cursor, limit).Rows()
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var keys []models.Event
-	for rows.Next() {
-		var k models.Event
-		var user *string
-		if err := rows.Scan(&k.ID, &k.EventType, &k.ResourceName, &k.ResourceID, &user, &k.CreatedAt); err != nil {
-			return nil, err
-		}
-		if user != nil {
-			k.UserID = *user
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+// readPositions reads the positions of up to limit events after cursor, in
+// log order.
+func readPositions(db *gorm.DB, cursor int64, limit int) ([]int64, error) {
+	var ids []int64
+	err := db.Raw(`SELECT id FROM herald_events WHERE id > ? ORDER BY id LIMIT ?`, cursor, limit).Scan(&ids).Error
+	return ids, err
 }
 
-func (*Indexer) consumeKeys(keys []models.Event) func(tx *gorm.DB) error {
+// consumeRange indexes the events in (after, through], copied from the log
+// inside the write transaction: an event retention removed meanwhile is
+// not indexed, and the index holds the log's values byte for byte (the
+// migration copies them the same way). Idempotent (the batch may be
+// applied again): keyed on the id.
+func (*Indexer) consumeRange(after, through int64) func(tx *gorm.DB) error {
 	return func(tx *gorm.DB) error {
-		// Idempotent (the batch may be applied again): keyed on the id.
-		const cols = 6
-		for start := 0; start < len(keys); start += 150 { // under SQLite's 999 parameters
-			chunk := keys[start:min(start+150, len(keys))]
-			var sql strings.Builder
-			sql.WriteString(`INSERT INTO herald_event_index (id, event_type, resource_name, resource_id, user_id, created_at) VALUES `)
-			args := make([]any, 0, cols*len(chunk))
-			for i, k := range chunk {
-				if i > 0 {
-					sql.WriteString(", ")
-				}
-				sql.WriteString("(?, ?, ?, ?, ?, ?)")
-				var user any
-				if k.UserID != "" {
-					user = k.UserID
-				}
-				args = append(args, k.ID, k.EventType, k.ResourceName, k.ResourceID, user, k.CreatedAt.UTC())
-			}
-			sql.WriteString(" ON CONFLICT (id) DO NOTHING")
-			if err := tx.Exec(sql.String(), args...).Error; err != nil {
-				return fmt.Errorf("events: index: %w", err)
-			}
+		err := tx.Exec(`INSERT INTO herald_event_index (id, event_type, resource_name, resource_id, user_id, created_at)
+  SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events WHERE id > ? AND id <= ?
+  ON CONFLICT (id) DO NOTHING`, after, through).Error
+		if err != nil {
+			return fmt.Errorf("events: index: %w", err)
 		}
 		return nil
 	}
@@ -158,7 +129,11 @@ func keyed(tx *gorm.DB, f *keyFilter, after, before int64, limit int, desc bool)
 	args = append(args, f.args...)
 	args = append(args, wargs...)
 	args = append(args, IndexerName)
-	sub := fmt.Sprintf(`SELECT id FROM (SELECT id FROM herald_event_index WHERE %[1]s%[2]s ORDER BY %[3]s LIMIT %[4]d) ix
+	// An index row whose event is gone (an old instance's retention in a
+	// rolling upgrade, a race with retention on PostgreSQL) is skipped
+	// before the limit counts it, or it would cut the page short.
+	sub := fmt.Sprintf(`SELECT id FROM (SELECT id FROM herald_event_index WHERE %[1]s%[2]s
+  AND EXISTS (SELECT 1 FROM herald_events e WHERE e.id = herald_event_index.id) ORDER BY %[3]s LIMIT %[4]d) ix
 UNION ALL
 SELECT id FROM (SELECT id FROM herald_events WHERE %[1]s%[2]s
   AND id > (SELECT COALESCE(MAX(position), 0) FROM herald_consumers WHERE name = ?) ORDER BY %[3]s LIMIT %[4]d) tail`,

@@ -51,6 +51,7 @@ func TestIndexAndTailAnswerAlike(t *testing.T) {
 			// paged two events at a time.
 			hourAgo := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339Nano)
 			inAnHour := time.Now().Add(time.Hour).UTC().Format(time.RFC3339Nano)
+			var exactSince, exactUntil string // events' own createdAt: the bounds are exact
 			answers := func() map[string][]int64 {
 				out := map[string][]int64{}
 				for _, q := range []url.Values{
@@ -60,6 +61,7 @@ func TestIndexAndTailAnswerAlike(t *testing.T) {
 					{"resourceId": {records[1]}},
 					{"since": {hourAgo}},
 					{"until": {inAnHour}, "resource": {"items"}},
+					{"since": {exactSince}, "until": {exactUntil}},
 				} {
 					q.Set("limit", "2")
 					key := q.Encode()
@@ -93,7 +95,12 @@ func TestIndexAndTailAnswerAlike(t *testing.T) {
 			}
 			write("a", 3)
 			require.Zero(t, indexed(), "the indexer is stopped: nothing is indexed")
+			first := eventsAfter(t, env, start).Events
+			exactSince = first[1].CreatedAt.UTC().Format(time.RFC3339Nano)
+			exactUntil = first[4].CreatedAt.UTC().Format(time.RFC3339Nano)
 			unindexed := answers()
+			window := url.Values{"since": {exactSince}, "until": {exactUntil}, "limit": {"2"}}.Encode()
+			require.Equal(t, ids(first[1:4]), unindexed[window], "since is inclusive, until exclusive")
 			require.Len(t, unindexed["limit=2&resource=items"], 6)
 			require.Len(t, unindexed["limit=2&type=updated"], 3)
 			require.Len(t, unindexed["history "+records[1]], 2)
@@ -118,6 +125,15 @@ func TestIndexAndTailAnswerAlike(t *testing.T) {
 			head = lastEventID(t, env)
 			waitUntil(t, 30*time.Second, func() bool { return cursorOf(t, env, events.IndexerName) == head }, "the indexer's cursor reaches the head")
 			require.Equal(t, split, answers(), "the index answers as the split did")
+
+			// Index rows whose events are gone (an older instance's
+			// retention deletes from the log only) are skipped before a
+			// page is counted: pages stay full and paging goes on.
+			all := eventsAfter(t, env, start).Events
+			gone := ids(all[:4])
+			require.NoError(t, env.App.DB().Write.Exec("DELETE FROM herald_events WHERE id IN ?", gone).Error)
+			got := answers()["limit=2&resource=items"]
+			require.Equal(t, ids(all[4:]), got, "every remaining event, none cut off by the gone ones")
 		})
 	}
 }

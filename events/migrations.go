@@ -39,9 +39,10 @@ func Migrations() []database.Migration {
 		}},
 		// The log's secondary indexes move to herald_event_index, filled
 		// after commit by the indexer (see Indexer). Existing events are
-		// indexed here and the indexer's cursor starts after them; on
-		// PostgreSQL under the position lock, so no event with a smaller
-		// position is still to commit.
+		// indexed here and the indexer's cursor starts after the last one
+		// copied: positions follow commit order, so an event committing
+		// meanwhile is after it, and readers find it by the tail scan.
+		// Writers are not held up by the copy.
 		{ID: 4, Name: "event index off the write path", SQL: map[database.Kind][]string{
 			database.SQLite: append([]string{
 				`CREATE TABLE herald_event_index (id integer PRIMARY KEY, event_type text NOT NULL, resource_name text NOT NULL,
@@ -49,7 +50,6 @@ func Migrations() []database.Migration {
 				`INSERT INTO herald_event_index SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events`,
 			}, indexMove...),
 			database.Postgres: append([]string{
-				fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, positionLockKey),
 				`CREATE TABLE herald_event_index (id bigint PRIMARY KEY, event_type text NOT NULL, resource_name text NOT NULL,
   resource_id text NOT NULL, user_id text, created_at timestamptz NOT NULL)`,
 				`INSERT INTO herald_event_index SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events`,
@@ -70,7 +70,7 @@ var indexMove = []string{
 	`DROP INDEX IF EXISTS herald_events_type_idx`,
 	`DROP INDEX IF EXISTS herald_events_resource_idx`,
 	`INSERT INTO herald_consumers (name, position, updated_at)
-  SELECT '` + IndexerName + `', COALESCE(MAX(id), 0), CURRENT_TIMESTAMP FROM herald_events WHERE true
+  SELECT '` + IndexerName + `', COALESCE(MAX(id), 0), CURRENT_TIMESTAMP FROM herald_event_index WHERE true
   ON CONFLICT (name) DO UPDATE SET position = excluded.position`,
 }
 

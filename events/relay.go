@@ -312,20 +312,17 @@ func (r *Relay) step(ctx context.Context, i int) (int, error) {
 	idle := false
 	r.passed[i] = false
 	if kc, ok := c.(keyConsumer); ok {
-		// The key columns only: no bodies to read or decode.
-		keys, err := readKeys(r.read.WithContext(qctx), cursor, r.cfg.BatchSize)
+		// The positions only: the consumer copies what it needs itself.
+		ids, err := readPositions(r.read.WithContext(qctx), cursor, r.cfg.BatchSize)
 		if err != nil {
 			return 0, fmt.Errorf("events: read after cursor %s: %w", name, err)
 		}
-		if len(keys) == 0 {
+		if len(ids) == 0 {
 			return 0, nil
 		}
 		now = r.cfg.Now().UTC().Truncate(time.Microsecond)
-		apply, last, n = kc.consumeKeys(keys), keys[len(keys)-1].ID, len(keys)
-		batch = make([]Event, len(keys))
-		for j, k := range keys {
-			batch[j] = Event{ID: k.ID, EventType: k.EventType, CreatedAt: k.CreatedAt}
-		}
+		last, n = ids[len(ids)-1], len(ids)
+		apply = kc.consumeRange(cursor, last)
 	} else if idler, ok := c.(Idler); ok {
 		if idle, err = idler.Idle(qctx); err != nil {
 			return 0, fmt.Errorf("events: consumer %s: %w", name, err)
