@@ -380,6 +380,11 @@ func TestConsole(t *testing.T) {
 			b.fill(`form.filters input`, "KEEP-1")
 			b.run(chromedp.Click(chromedp.Search(`//form[contains(@class,'filters')]//button[normalize-space()='Add filter']`)))
 			b.wait("only the filtered record", fmt.Sprintf(`document.querySelectorAll('table.records tbody tr').length === 1 && document.querySelector('table.records tbody a[title=%q]')`, otherID), 5*time.Second)
+			// Delete (the confirm() is answered yes): gone from the API.
+			b.click(fmt.Sprintf(`//button[@aria-label=%q]`, "Delete "+otherID))
+			b.wait("the deleted toast", fmt.Sprintf(`document.getElementById('toast').textContent === 'Deleted %s.'`, otherID), 5*time.Second)
+			require.Equal(t, http.StatusNotFound, env.Admin("GET", "/v1/products/"+otherID, nil).Status)
+			b.wait("the table without it", `document.querySelector('table.records') === null`, 5*time.Second)
 
 			// Register a webhook: a bad URL first, the error next to it.
 			b.go_("#/webhooks")
@@ -421,6 +426,15 @@ func TestConsole(t *testing.T) {
 			require.Equal(t, true, webhook(t, env)["paused"])
 			b.click(button("Resume"))
 			b.wait("active", `document.querySelector('dd.state')?.textContent === 'active'`, 5*time.Second)
+			// Edit: only the changed key is sent.
+			b.click(button("Edit"))
+			b.run(chromedp.WaitVisible(chromedp.CSS(`form [name="name"]`)))
+			b.fill(`form [name="name"]`, "shop-renamed")
+			b.click(button("Save"))
+			b.wait("the renamed webhook", `document.querySelector('h1')?.textContent === 'Webhook shop-renamed'`, 5*time.Second)
+			renamed := webhook(t, env)
+			require.Equal(t, "shop-renamed", renamed["name"])
+			require.Equal(t, rec.srv.URL+"/hook", renamed["url"])
 			b.click(button("Rotate the secret"))
 			b.wait("the new secret", fmt.Sprintf(`document.querySelector('.secret input')?.value.startsWith('whsec_') && document.querySelector('.secret input').value !== %q`, secret), 5*time.Second)
 
