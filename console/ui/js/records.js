@@ -4,7 +4,7 @@
 // page with its history as a timeline.
 
 import { h, replace, problemBox, show, toast, uid, when, short } from './dom.js';
-import { call, schema } from './api.js';
+import { call, schema, resourceDef } from './api.js';
 import { diffTable, who } from './events.js';
 
 const OPS = {
@@ -229,6 +229,21 @@ function hintFor(f) {
   return parts.join(' · ');
 }
 
+// suggest fills a relation field's datalist with the target's newest
+// records (ids, labelled with the value of its first text field). Best effort: a
+// target the key may not list just offers nothing.
+async function suggest(resource, list) {
+  try {
+    const def = await resourceDef(resource);
+    const text = ((def && def.fields) || []).find((f) => f.type === 'string' || f.type === 'text');
+    const r = await call('GET', `/v1/${encodeURIComponent(resource)}`, { query: { _limit: '50', _sort: '-created_at' } });
+    for (const row of r.data.data || []) {
+      const label = text && typeof row[text.name] === 'string' ? row[text.name] : row.id;
+      list.append(h('option', { value: row.id, label }));
+    }
+  } catch { /* no suggestions */ }
+}
+
 function toLocalInput(iso) {
   const d = new Date(iso);
   if (isNaN(d)) return '';
@@ -243,6 +258,7 @@ function control(f, value) {
   const errId = `${id}-error`;
   const has = value !== undefined && value !== null;
   let input;
+  let extra = null;
   const common = { id, name: f.name, 'aria-describedby': `${hintId} ${errId}`, required: f.required, 'aria-required': f.required ? 'true' : null };
   const rule = (name) => (f.validations || []).find((v) => v.rule === name);
   switch (f.type) {
@@ -272,6 +288,15 @@ function control(f, value) {
     case 'datetime':
       input = h('input', { ...common, type: 'datetime-local', step: '1', value: has ? toLocalInput(value) : '' });
       break;
+    case 'relation': {
+      // Suggestions: the target's newest records, by id with a label.
+      const listId = `${id}-options`;
+      const list = h('datalist', { id: listId });
+      input = h('input', { ...common, type: 'text', autocomplete: 'off', spellcheck: 'false', list: listId, value: has ? String(value) : '' });
+      suggest(f.relation.resource, list);
+      extra = list;
+      break;
+    }
     default:
       input = h('input', { ...common, type: rule('email') ? 'email' : 'text', autocomplete: 'off', spellcheck: 'false',
         maxlength: rule('maxLength') ? rule('maxLength').value : null, value: has ? String(value) : '' });
@@ -284,6 +309,7 @@ function control(f, value) {
   const node = h('div', { class: 'field' },
     h('label', { for: id }, f.name, f.required ? h('span', { class: 'req', text: ' (required)' }) : null),
     input,
+    extra,
     h('p', { id: hintId, class: 'hint', text: hintFor(f) }),
     error);
   return {
