@@ -143,6 +143,7 @@ func (b *browser) go_(hash string) {
 // typing text.
 func (b *browser) fill(sel, text string) {
 	b.t.Helper()
+	b.run(chromedp.WaitVisible(chromedp.CSS(sel))) // pages render when their data came
 	if !eval[bool](b, fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.value = ''; return true; })()`, sel)) {
 		b.fail(fmt.Errorf("no %s to fill in", sel))
 	}
