@@ -6,10 +6,14 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/herald-dev/herald/app"
 	"github.com/herald-dev/herald/app/apptest"
 	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/database/dbtest"
 )
 
 // benchSchema is the record of the side-by-side benchmark with PocketBase
@@ -120,6 +124,76 @@ func BenchmarkReadFreshVsRestarted(b *testing.B) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// BenchmarkRawCeiling is what the database allows a create, without
+// Herald: through the same driver and connection settings (database.Open,
+// SQLite), one transaction per create with the record's INSERT and, for
+// "row+event", the event's INSERT into a table shaped like herald_events
+// (primary key and eventId key), then COMMIT. Compare BenchmarkCreate in
+// the same run: the difference is Herald's HTTP, validation, capture and
+// group-commit work.
+func BenchmarkRawCeiling(b *testing.B) {
+	for _, withEvent := range []bool{true, false} {
+		name := "row+event"
+		if !withEvent {
+			name = "row"
+		}
+		b.Run(name, func(b *testing.B) {
+			db, err := database.Open(b.Context(), database.Config{URL: dbtest.URL(b, database.SQLite)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = db.Close() })
+			sqlDB, err := db.Write.DB()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, ddl := range []string{
+				`CREATE TABLE posts (id text PRIMARY KEY, title text, body text, views integer, published boolean,
+  created_at datetime NOT NULL, updated_at datetime NOT NULL)`,
+				`CREATE TABLE herald_events (id integer PRIMARY KEY AUTOINCREMENT, event_id text NOT NULL,
+  event_type text NOT NULL, resource_name text NOT NULL, resource_id text NOT NULL, user_id text,
+  created_at datetime NOT NULL, data text NOT NULL, session_variables text NOT NULL, trace_context text NOT NULL)`,
+				`CREATE UNIQUE INDEX herald_events_event_id_key ON herald_events (event_id)`,
+			} {
+				if _, err := sqlDB.Exec(ddl); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// An event's data as Herald writes it for benchPost.
+			data := `{"old":null,"new":{"body":"a small body for the create benchmark","created_at":"2026-12-02T06:43:05.123456Z",` +
+				`"id":"01a23554-91cd-7e21-899b-01030bcb7d31","published":true,"title":"hello world",` +
+				`"updated_at":"2026-12-02T06:43:05.123456Z","views":42},"changes":{"added":["body","created_at","id",` +
+				`"published","title","updated_at","views"],"removed":[],"updated":[]}}`
+			session := `{"ip":"127.0.0.1","role":"admin","userAgent":"Go-http-client/1.1"}`
+			trace := `{"traceId":"cb52d2ac2b36479949e9022dca2c9c60","spanId":"c8ccabb5472b9891","requestId":"01a2356f-c830-72e2-8cd2-fc78c71bde95"}`
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				id, eventID := uuid.Must(uuid.NewV7()).String(), uuid.Must(uuid.NewV7()).String()
+				now := time.Now().UTC()
+				tx, err := sqlDB.Begin()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := tx.Exec(`INSERT INTO posts (id, title, body, views, published, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+					id, "hello world", "a small body for the create benchmark", 42, true, now, now); err != nil {
+					b.Fatal(err)
+				}
+				if withEvent {
+					if _, err := tx.Exec(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data,
+  session_variables, trace_context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+						eventID, "posts.created", "posts", id, "", now, data, session, trace); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := tx.Commit(); err != nil {
+					b.Fatal(err)
+				}
+			}
 		})
 	}
 }
