@@ -487,8 +487,8 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv.RegisterOnShutdown(a.hub.Shutdown)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	a.log.Info("herald listening", "url", listenURL(ln.Addr()), "database", string(a.db.Kind)+" "+redactURL(a.cfg.DatabaseURL),
-		"schema", a.schemaSource(), "tracing", tracingTarget(a.getenv))
+	a.log.Info("herald listening", "url", listenURL(ln.Addr()), "console", listenURL(ln.Addr())+"/_/",
+		"database", string(a.db.Kind)+" "+redactURL(a.cfg.DatabaseURL), "schema", a.schemaSource(), "tracing", tracingTarget(a.getenv))
 	select {
 	case err := <-errc:
 		// The listener failed: let the requests in flight finish before

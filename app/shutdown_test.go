@@ -322,3 +322,19 @@ func serve(t *testing.T, cfg app.Config, log io.Writer) (string, context.CancelF
 	go func() { served <- a.Serve(ctx, ln) }()
 	return ln.Addr().String(), cancel, served
 }
+
+// TestStartupLogNamesTheConsole: the start-up line says where the admin
+// console is, and it is served there.
+func TestStartupLogNamesTheConsole(t *testing.T) {
+	cfg := newConfig(t, filepath.Join(t.TempDir(), "herald.db"), writeSchema(t, notesSchema))
+	var logs syncBuffer
+	addr, _, _ := serve(t, cfg, &logs)
+	want := "console=http://" + addr + "/_/"
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), want) }, 10*time.Second, 10*time.Millisecond,
+		"the start-up log names %s: %s", want, logs.String())
+	resp, err := http.Get("http://" + addr + "/_/")
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "DENY", resp.Header.Get("X-Frame-Options"))
+}
