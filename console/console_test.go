@@ -150,6 +150,19 @@ func (b *browser) fill(sel, text string) {
 	b.run(chromedp.SendKeys(chromedp.CSS(sel), text))
 }
 
+// choose sets a control's value as a user would (input and change
+// events): for selects, and for the pickers whose typing depends on the
+// locale.
+func (b *browser) choose(sel, value string) {
+	b.t.Helper()
+	b.run(chromedp.WaitVisible(chromedp.CSS(sel)))
+	if !eval[bool](b, fmt.Sprintf(`(() => { const e = document.querySelector(%q); e.value = %q;
+  e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true}));
+  return e.value === %q; })()`, sel, value, value)) {
+		b.fail(fmt.Errorf("%s did not take the value %q", sel, value))
+	}
+}
+
 func button(text string) string { return fmt.Sprintf(`//button[normalize-space()=%q]`, text) }
 
 // unlabelled lists the form controls on the page without a label.
@@ -377,7 +390,7 @@ func TestConsole(t *testing.T) {
 			require.Equal(t, "2026-01-02T03:04:05.123456Z", kept["released_at"])
 			require.Equal(t, "", kept["note"])
 			// A filter narrows the table (sent as sku__eq).
-			require.True(t, eval[bool](b, `(() => { const s = document.querySelector('form.filters select'); s.value = 'sku'; s.dispatchEvent(new Event('change')); return true; })()`))
+			b.choose(`form.filters select`, "sku")
 			b.fill(`form.filters input`, "KEEP-1")
 			b.run(chromedp.Click(chromedp.Search(`//form[contains(@class,'filters')]//button[normalize-space()='Add filter']`)))
 			b.wait("only the filtered record", fmt.Sprintf(`document.querySelectorAll('table.records tbody tr').length === 1 && document.querySelector('table.records tbody a[title=%q]')`, otherID), 5*time.Second)
@@ -450,9 +463,9 @@ func TestConsole(t *testing.T) {
 			b.wait("the events seen before", fmt.Sprintf(row, "products.created"), 5*time.Second)
 			b.checkLabels("the live log")
 			// The type filter: only updates are listed.
-			require.True(t, eval[bool](b, `(() => { const s = [...document.querySelectorAll('form.filters select')][1]; s.value = 'updated'; s.dispatchEvent(new Event('change')); return true; })()`))
+			b.choose(`form.filters select:nth-of-type(2)`, "updated")
 			b.wait("only updated events", `(() => { const rows = [...document.querySelectorAll('table.events tbody tr')]; return rows.length > 0 && rows.every((tr) => tr.textContent.includes('.updated')); })()`, 5*time.Second)
-			require.True(t, eval[bool](b, `(() => { const s = [...document.querySelectorAll('form.filters select')][1]; s.value = ''; s.dispatchEvent(new Event('change')); return true; })()`))
+			b.choose(`form.filters select:nth-of-type(2)`, "")
 
 			// Import: the plan first, destructive steps confirmed.
 			b.go_("#/resources")
@@ -542,12 +555,9 @@ func TestConsoleDemoSchema(t *testing.T) {
 	require.Equal(t, http.StatusCreated, product.Status, "%s", product.Body)
 	productID := product.JSON()["id"].(string)
 
-	// setValue sets a control's value as a user would, for the pickers
-	// whose typing depends on the locale.
 	setValue := func(name, value string) {
 		t.Helper()
-		require.True(t, eval[bool](b, fmt.Sprintf(`(() => { const e = document.querySelector('form.record-form [name=%q]');
-  e.value = %q; e.dispatchEvent(new Event('input', {bubbles: true})); e.dispatchEvent(new Event('change', {bubbles: true})); return e.value === %q; })()`, name, value, value)), name)
+		b.choose(fmt.Sprintf(`form.record-form [name=%q]`, name), value)
 	}
 	controlType := func(name string) string {
 		return eval[string](b, fmt.Sprintf(`(() => { const e = document.querySelector('form.record-form [name=%q]'); return e.tagName.toLowerCase() + (e.type ? ':' + e.type : ''); })()`, name))
