@@ -137,7 +137,18 @@ func (p *Plugin) afterCreate(db *gorm.DB) {
 			raw[k] = v
 		}
 	}
-	p.record(db, nil, raw)
+	_ = db.AddError(p.record(db, db.Statement.Table, nil, raw))
+}
+
+// Inserted records the created event of a row that database.Insert wrote
+// on tx (implementing database.InsertCapturer): the create path inserts
+// without GORM's Create callbacks. row is the row's column values as
+// written; it is not modified.
+func (p *Plugin) Inserted(tx *gorm.DB, table string, row map[string]any) error {
+	if strings.HasPrefix(table, "herald_") {
+		return nil
+	}
+	return p.record(tx, table, nil, row)
 }
 
 func (p *Plugin) afterUpdate(db *gorm.DB) {
@@ -157,7 +168,10 @@ func (p *Plugin) afterUpdate(db *gorm.DB) {
 		for k, v := range set {
 			next[k] = v
 		}
-		p.record(db, old, next)
+		if err := p.record(db, db.Statement.Table, old, next); err != nil {
+			_ = db.AddError(err)
+			return
+		}
 	}
 }
 
@@ -166,27 +180,28 @@ func (p *Plugin) afterDelete(db *gorm.DB) {
 		return
 	}
 	for _, old := range p.oldRows(db) {
-		p.record(db, old, nil)
+		if err := p.record(db, db.Statement.Table, old, nil); err != nil {
+			_ = db.AddError(err)
+			return
+		}
 	}
 }
 
-// record builds the event of one row's change and inserts it in the
-// statement's transaction. oldRaw or newRaw is nil for a create or delete.
-func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
-	table := db.Statement.Table
+// record builds the event of one row's change of table and inserts it in
+// db's transaction (or buffers it). oldRaw or newRaw is nil for a create or
+// delete.
+func (p *Plugin) record(db *gorm.DB, table string, oldRaw, newRaw map[string]any) error {
 	var old, new map[string]any
 	var ok bool
 	var err error
 	if oldRaw != nil {
 		if old, ok, err = p.decode(table, oldRaw); err != nil || !ok {
-			_ = db.AddError(err)
-			return
+			return err
 		}
 	}
 	if newRaw != nil {
 		if new, ok, err = p.decode(table, newRaw); err != nil || !ok {
-			_ = db.AddError(err)
-			return
+			return err
 		}
 	}
 	op := OpUpdated
@@ -201,7 +216,7 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 	}
 	data, changed := diff(old, new)
 	if !changed {
-		return
+		return nil
 	}
 	row := new
 	if row == nil {
@@ -210,19 +225,16 @@ func (p *Plugin) record(db *gorm.DB, oldRaw, newRaw map[string]any) {
 	id, _ := row["id"].(string)
 	ev, err := newPending(db.Statement.Context, table+"."+op, table, id, data, p.now())
 	if err != nil {
-		_ = db.AddError(err)
-		return
+		return err
 	}
 	if v, ok := db.Get(bufferKey); ok {
 		buf := v.(*Buffer)
 		buf.events = append(buf.events, ev)
 		buf.changes = append(buf.changes, Change{Resource: table, ResourceID: id, Op: op, Old: old, New: new,
 			Context: db.Statement.Context})
-		return
+		return nil
 	}
-	if err := insertEvents(db.Session(&gorm.Session{NewDB: true, SkipHooks: true}), p.dialect, []pendingEvent{ev}); err != nil {
-		_ = db.AddError(err)
-	}
+	return insertEvents(db.Session(&gorm.Session{NewDB: true, SkipHooks: true}), p.dialect, []pendingEvent{ev})
 }
 
 // newPending builds the row of an event, with the session variables and

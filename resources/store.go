@@ -609,7 +609,7 @@ func (s *Store) Create(ctx context.Context, resource string, body any) ([]Row, [
 			if err := s.checkParents(tx, sc, r, v, prefix(i)); err != nil {
 				return err
 			}
-			if err := tx.Table(r.Name).Create(s.dbValues(r, v)).Error; err != nil {
+			if err := s.insert(tx, r, v); err != nil {
 				return withPrefix(s.mapWriteError(tx, r, v, err), prefix(i))
 			}
 		}
@@ -753,6 +753,22 @@ func (s *Store) dbValues(r *Resource, vals map[string]any) map[string]any {
 		out[k] = toDB(s.db.Kind, r.Column(k), v)
 	}
 	return out
+}
+
+// insert writes a new row: vals holds every column's canonical value
+// (prepareCreate's). database.Insert hands the row to the events plugin,
+// which records its created event.
+func (s *Store) insert(tx *gorm.DB, r *Resource, vals map[string]any) error {
+	cols := r.Columns()
+	names := make([]string, 0, len(cols))
+	row := make(map[string]any, len(vals))
+	for _, c := range cols {
+		if v, ok := vals[c.Name]; ok {
+			names = append(names, c.Name)
+			row[c.Name] = toDB(s.db.Kind, c, v)
+		}
+	}
+	return database.Insert(tx, r.Name, names, row)
 }
 
 func outputRow(vals map[string]any) Row {

@@ -1,0 +1,84 @@
+package database
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.opentelemetry.io/otel/trace"
+	"gorm.io/gorm"
+)
+
+// InsertCapturer is a GORM plugin that captures rows written by Insert,
+// which bypasses GORM's Create callbacks. Package events' plugin is one:
+// it records the row's created event in the same transaction.
+type InsertCapturer interface {
+	gorm.Plugin
+	Inserted(tx *gorm.DB, table string, row map[string]any) error
+}
+
+// Insert writes one row of table on tx (a write transaction): the columns
+// named by cols, with their values from row (database values, as a
+// driver takes them: strings, numbers, booleans, times or nil). It then
+// hands the row to every InsertCapturer plugin of tx.
+//
+// It is the create path's INSERT, and does what GORM's Create with a map
+// would do for about a third of its allocations: GORM parses a map
+// destination as a model first, and builds (and formats) an error for
+// every statement when that fails, then converts the map to clauses.
+// When tx's context holds a recording span, the statement runs through
+// GORM's raw callbacks instead, so it gets its span ("INSERT table") like
+// every other statement.
+func Insert(tx *gorm.DB, table string, cols []string, row map[string]any) error {
+	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
+		return fmt.Errorf("database: an insert into %s must run in a transaction", table)
+	}
+	ctx := tx.Statement.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	postgres := tx.Dialector.Name() == "postgres"
+	var sql strings.Builder
+	sql.Grow(32 + 16*len(cols))
+	sql.WriteString("INSERT INTO ")
+	sql.WriteString(Quote(table))
+	sql.WriteString(" (")
+	for i, c := range cols {
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		sql.WriteString(Quote(c))
+	}
+	sql.WriteString(") VALUES (")
+	traced := trace.SpanFromContext(ctx).IsRecording()
+	args := make([]any, len(cols))
+	for i, c := range cols {
+		if i > 0 {
+			sql.WriteString(", ")
+		}
+		if postgres && !traced {
+			sql.WriteByte('$')
+			sql.WriteString(strconv.Itoa(i + 1))
+		} else {
+			sql.WriteByte('?')
+		}
+		args[i] = row[c]
+	}
+	sql.WriteByte(')')
+	if traced {
+		if err := tx.Exec(sql.String(), args...).Error; err != nil {
+			return err
+		}
+	} else if _, err := tx.Statement.ConnPool.ExecContext(ctx, sql.String(), args...); err != nil {
+		return err
+	}
+	for _, p := range tx.Config.Plugins {
+		if c, ok := p.(InsertCapturer); ok {
+			if err := c.Inserted(tx, table, row); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
