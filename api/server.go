@@ -450,6 +450,14 @@ func (s *Server) decodeJSON(c echo.Context) (any, error) {
 }
 
 func jsonEncode(w io.Writer, v any) error {
+	// A record (the answer to a create, read or update) is written without
+	// reflection: models.AppendJSON writes what the encoder below would.
+	if row, ok := v.(resources.Row); ok {
+		if b, ok := models.AppendJSON(make([]byte, 0, 512), map[string]any(row), false); ok {
+			_, err := w.Write(append(b, '\n'))
+			return err
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)

@@ -66,11 +66,7 @@ func Insert(tx *gorm.DB, table string, cols []string, row map[string]any) error 
 		args[i] = row[c]
 	}
 	sql.WriteByte(')')
-	if traced {
-		if err := tx.Exec(sql.String(), args...).Error; err != nil {
-			return err
-		}
-	} else if _, err := tx.Statement.ConnPool.ExecContext(ctx, sql.String(), args...); err != nil {
+	if _, err := exec(tx, ctx, traced, sql.String(), args); err != nil {
 		return err
 	}
 	for _, p := range tx.Config.Plugins {
@@ -81,4 +77,34 @@ func Insert(tx *gorm.DB, table string, cols []string, row map[string]any) error 
 		}
 	}
 	return nil
+}
+
+// Exec runs a statement with ? placeholders on tx's transaction and
+// returns the rows it affected. Like Insert, it skips GORM's statement
+// building (clauses, a copy of the statement, a parameter scan) unless
+// tx's context holds a recording span, when the statement goes through
+// GORM for its span. On PostgreSQL it always goes through GORM, which
+// turns ? into $n.
+func Exec(tx *gorm.DB, sql string, args ...any) (int64, error) {
+	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
+		return 0, fmt.Errorf("database: %.40s... must run in a transaction", sql)
+	}
+	ctx := tx.Statement.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	traced := trace.SpanFromContext(ctx).IsRecording() || tx.Dialector.Name() == "postgres"
+	return exec(tx, ctx, traced, sql, args)
+}
+
+func exec(tx *gorm.DB, ctx context.Context, traced bool, sql string, args []any) (int64, error) {
+	if traced {
+		res := tx.Exec(sql, args...)
+		return res.RowsAffected, res.Error
+	}
+	res, err := tx.Statement.ConnPool.ExecContext(ctx, sql, args...)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

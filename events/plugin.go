@@ -12,6 +12,9 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	"gorm.io/gorm"
+
+	"github.com/herald-dev/herald/database"
+	"github.com/herald-dev/herald/models"
 )
 
 // Decoder turns a row scanned from a table (or the column values a create
@@ -242,14 +245,39 @@ func (p *Plugin) record(db *gorm.DB, table string, oldRaw, newRaw map[string]any
 func newPending(ctx context.Context, typ, resource, id string, data Data, now time.Time) (pendingEvent, error) {
 	info := RequestInfoFrom(ctx)
 	userID, _ := info.SessionVariables["userId"].(string)
-	dataJSON, err := json.Marshal(data)
+	dataJSON, err := marshalData(data)
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("events: encode data: %w", err)
 	}
-	sessJSON, _ := json.Marshal(info.SessionVariables)
+	sessJSON, ok := models.AppendJSON(make([]byte, 0, 64), info.SessionVariables, true)
+	if !ok {
+		sessJSON, _ = json.Marshal(info.SessionVariables)
+	}
 	traceJSON, _ := json.Marshal(info.Trace)
 	return pendingEvent{uuid.Must(uuid.NewV7()).String(), typ, resource, id, userID,
 		now.UTC().Truncate(time.Microsecond), string(dataJSON), string(sessJSON), string(traceJSON)}, nil
+}
+
+// marshalData encodes d exactly as json.Marshal does, without reflecting
+// over the rows (models.AppendJSON), falling back to json.Marshal for what
+// that does not handle.
+func marshalData(d Data) ([]byte, error) {
+	if d.Classification == nil {
+		b := append(make([]byte, 0, 512), `{"old":`...)
+		b, ok1 := models.AppendJSON(b, d.Old, true)
+		b = append(b, `,"new":`...)
+		b, ok2 := models.AppendJSON(b, d.New, true)
+		b = append(b, `,"changes":{"added":`...)
+		b, ok3 := models.AppendJSON(b, d.Changes.Added, true)
+		b = append(b, `,"updated":`...)
+		b, ok4 := models.AppendJSON(b, d.Changes.Updated, true)
+		b = append(b, `,"removed":`...)
+		b, ok5 := models.AppendJSON(b, d.Changes.Removed, true)
+		if ok1 && ok2 && ok3 && ok4 && ok5 {
+			return append(b, "}}"...), nil
+		}
+	}
+	return json.Marshal(d)
 }
 
 // pendingEvent is an event row waiting for its position.
@@ -348,12 +376,12 @@ SELECT (SELECT count(*) FROM i) AS inserted, (SELECT waited FROM s) AS waited`)
 			args = append(args, e.eventID, e.eventType, e.resource, e.resourceID, e.userID,
 				e.createdAt.Format("2006-01-02 15:04:05.999999-07:00"), e.data, e.session, e.trace)
 		}
-		res := tx.Exec(sql.String(), args...)
-		if res.Error != nil {
-			return fmt.Errorf("events: record: %w", res.Error)
+		n, err := database.Exec(tx, sql.String(), args...)
+		if err != nil {
+			return fmt.Errorf("events: record: %w", err)
 		}
-		if res.RowsAffected != int64(len(chunk)) {
-			return fmt.Errorf("events: record: inserted %d of %d events", res.RowsAffected, len(chunk))
+		if n != int64(len(chunk)) {
+			return fmt.Errorf("events: record: inserted %d of %d events", n, len(chunk))
 		}
 	}
 	return nil
