@@ -367,7 +367,12 @@ SELECT (SELECT count(*) FROM i) AS inserted, (SELECT waited FROM s) AS waited`)
 			}
 			continue
 		}
-		sql.WriteString(`INSERT INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
+		// OR FAIL: a failed insert fails the transaction anyway, so the
+		// statement need not be undoable on its own. Under the default
+		// (ABORT) a multi-row INSERT opens a statement journal, whose 64 KiB
+		// buffer the pure-Go SQLite maps and unmaps at every flush (about
+		// 8% of the writer's time at 32 clients).
+		sql.WriteString(`INSERT OR FAIL INTO herald_events (event_id, event_type, resource_name, resource_id, user_id, created_at, data, session_variables, trace_context) VALUES `)
 		for i, e := range chunk {
 			if i > 0 {
 				sql.WriteString(", ")
