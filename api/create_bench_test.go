@@ -157,7 +157,6 @@ func BenchmarkRawCeiling(b *testing.B) {
 				`CREATE TABLE herald_events (id integer PRIMARY KEY AUTOINCREMENT, event_id text NOT NULL,
   event_type text NOT NULL, resource_name text NOT NULL, resource_id text NOT NULL, user_id text,
   created_at datetime NOT NULL, data text NOT NULL, session_variables text NOT NULL, trace_context text NOT NULL)`,
-				`CREATE UNIQUE INDEX herald_events_event_id_key ON herald_events (event_id)`,
 			} {
 				if _, err := sqlDB.Exec(ddl); err != nil {
 					b.Fatal(err)

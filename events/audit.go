@@ -134,7 +134,9 @@ func (a *Audit) List(ctx context.Context, q Query) (*Page, error) {
 // Get returns one event by its eventId.
 func (a *Audit) Get(ctx context.Context, eventID string) (*Event, error) {
 	var rows []models.Event
-	if err := withDispatchedAt(a.db.WithContext(ctx)).Where("event_id = ?", eventID).Limit(1).Find(&rows).Error; err != nil {
+	f := &keyFilter{}
+	f.add("event_id = ?", eventID)
+	if err := keyed(withDispatchedAt(a.db.WithContext(ctx)), f, 0, 0, 1, false).Limit(1).Find(&rows).Error; err != nil {
 		return nil, fmt.Errorf("events: get: %w", err)
 	}
 	if len(rows) == 0 {

@@ -55,7 +55,28 @@ func Migrations() []database.Migration {
 				`INSERT INTO herald_event_index SELECT id, event_type, resource_name, resource_id, user_id, created_at FROM herald_events`,
 			}, indexMove...),
 		}},
+		// The eventId key moves to the index too: the log keeps only its
+		// primary key, so a write touches one B-tree per event. Events are
+		// found by eventId as by every other key (see keyed): in the index
+		// up to the indexer's cursor, by a primary key scan after it.
+		// eventIds are UUIDv7 (a millisecond time and 74 random bits), so
+		// the unique constraint guarded nothing a write could meet.
+		{ID: 5, Name: "eventId key off the write path", SQL: map[database.Kind][]string{
+			database.SQLite: append([]string{
+				`ALTER TABLE herald_event_index ADD COLUMN event_id text`,
+				`UPDATE herald_event_index SET event_id = (SELECT e.event_id FROM herald_events e WHERE e.id = herald_event_index.id)`,
+			}, eventIDMove...),
+			database.Postgres: append([]string{
+				`ALTER TABLE herald_event_index ADD COLUMN event_id varchar(36)`,
+				`UPDATE herald_event_index SET event_id = e.event_id FROM herald_events e WHERE e.id = herald_event_index.id`,
+			}, eventIDMove...),
+		}},
 	}
+}
+
+var eventIDMove = []string{
+	`CREATE INDEX herald_event_index_event_idx ON herald_event_index (event_id)`,
+	`DROP INDEX IF EXISTS herald_events_event_id_key`,
 }
 
 // indexMove builds herald_event_index's indexes, drops the log's and

@@ -54,7 +54,7 @@ var ErrUnauthorized = errors.New("unauthorized")
 // indexes are in herald_event_index, filled after commit (events.Indexer).
 type Event struct {
 	ID           int64  `gorm:"primaryKey;autoIncrement"`
-	EventID      string `gorm:"size:36;not null;uniqueIndex:herald_events_event_id_key"`
+	EventID      string `gorm:"size:36;not null"` // indexed in herald_event_index
 	EventType    string `gorm:"not null"`
 	ResourceName string `gorm:"not null"`
 	ResourceID   string `gorm:"not null"`
