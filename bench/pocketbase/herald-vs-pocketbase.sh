@@ -1,11 +1,16 @@
 #!/bin/bash
-# Run from the project root: bash bench/pocketbase/herald-vs-pocketbase.sh
-# Creates over HTTP with events on, Herald (SQLite, then PostgreSQL) beside PocketBase,
-# alternating 5 s wrk runs at 1, 8 and 32 clients, medians of 3. Holds when Herald's
-# median is >= 1.5x PocketBase's at every point (exit 0), else exit 1. Takes about 5 minutes.
+# Run from the project root: bash bench/pocketbase/herald-vs-pocketbase.sh [create|read]
+# create (the default): creates over HTTP with events on, Herald (SQLite, then PostgreSQL)
+# beside PocketBase, alternating 5 s wrk runs at 1, 8 and 32 clients, medians of 3.
+# read: reads of one record (GET by id) at 8 and 32 clients, in a Herald process that
+# created its tables at start-up (a new database, as a first `go run .` meets it).
+# Holds when Herald's median is >= 1.5x PocketBase's at every point (exit 0), else exit 1.
+# Takes about 5 minutes.
 # Needs wrk and jq (apt-get install wrk jq); builds PocketBase v0.36.8 from the Go module proxy
 # into ~/.cache/herald-bench unless PB_BIN names a PocketBase binary. Run it from the project root.
 set -u
+op=${1:-create}
+case $op in create|read) ;; *) echo "usage: $0 [create|read]"; exit 2;; esac
 src=$PWD
 here=$(cd "$(dirname "$0")" && pwd)
 command -v wrk >/dev/null || { echo "wrk missing (apt-get install wrk)"; exit 1; }
@@ -45,12 +50,23 @@ for db in sqlite postgres; do
      HERALD_SCHEMA="$w/herald.yaml" ${url:+HERALD_DATABASE_URL=$url} ./herald >"$w/herald-$db.log" 2>&1) &
   hp=$!; pids+=($hp)
   for _ in $(seq 100); do curl -sf http://127.0.0.1:8091/readyz >/dev/null && break; sleep 0.2; done
-  for c in 1 8 32; do
+  clients="1 8 32"; pbs=$here/pocketbase-post.lua; hs=$here/herald-post.lua
+  pbu=http://127.0.0.1:8090/api/collections/posts/records; hu=http://127.0.0.1:8091/v1/posts
+  if [ $op = read ]; then
+    # One record on each side, read by id: PocketBase's viewRule is public, Herald's GET
+    # carries the admin key (herald-get.lua), as its create does.
+    clients="8 32"; pbs=$here/pocketbase-get.lua; hs=$here/herald-get.lua
+    pbu=$pbu/$(curl -sf -X POST $pbu -H 'Content-Type: application/json' \
+      -d '{"title":"hello world","body":"a small body","views":42,"published":true}' | jq -r .id)
+    hu=$hu/$(curl -sf -X POST $hu -H 'Content-Type: application/json' -H 'Authorization: Bearer bench-admin-key-0123456789abcdef' \
+      -d '{"title":"hello world","body":"a small body","views":42,"published":true}' | jq -r .id)
+  fi
+  for c in $clients; do
     [ $db = postgres ] && [ $c = 1 ] && continue
     P=(); H=()
     for r in 1 2 3; do
-      P+=("$(rps $c "$here/pocketbase-post.lua" http://127.0.0.1:8090/api/collections/posts/records)")
-      H+=("$(rps $c "$here/herald-post.lua" http://127.0.0.1:8091/v1/posts)")
+      P+=("$(rps $c "$pbs" "$pbu")")
+      H+=("$(rps $c "$hs" "$hu")")
     done
     p=$(median "${P[@]}"); h=$(median "${H[@]}")
     ratio=$(awk -v h="$h" -v p="$p" 'BEGIN{ if (p>0) printf "%.2f", h/p; else print 0 }')
@@ -59,5 +75,5 @@ for db in sqlite postgres; do
   done
   kill $hp 2>/dev/null; wait $hp 2>/dev/null
 done
-echo "Herald/PocketBase creates (target >= 1.5x):$out"
+echo "Herald/PocketBase ${op}s (target >= 1.5x):$out"
 exit $fail
