@@ -136,7 +136,7 @@ func (a *App) init(ctx context.Context) error {
 	a.hub = realtime.NewHub(realtime.HubConfig{MaxPerCaller: a.cfg.SSEMaxPerCaller, MaxTotal: a.cfg.SSEMaxStreams,
 		Logger: a.log, Metrics: a.metrics}, a.db.Read)
 	if a.db.Kind == database.Postgres {
-		a.waker = realtime.NewWaker(a.cfg.DatabaseURL, a.db.Write, a.hub.Wake, a.log)
+		a.waker = realtime.NewWaker(a.cfg.DatabaseURL, a.hub.Wake, a.log)
 	}
 	onCommit := func() {
 		a.relay.Notify()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"gorm.io/gorm"
 )
 
 // channel is the PostgreSQL notification channel of committed events.
@@ -24,7 +23,6 @@ const channel = "herald_events"
 // notification only delays until the hub's next poll.
 type Waker struct {
 	url      string
-	db       *gorm.DB
 	onNotify func()
 	log      *slog.Logger
 	self     string
@@ -36,15 +34,15 @@ type Waker struct {
 	started bool
 }
 
-// NewWaker returns a waker for the database at url (the listener's
-// connection) that notifies through db.
-func NewWaker(url string, db *gorm.DB, onNotify func(), log *slog.Logger) *Waker {
+// NewWaker returns a waker for the database at url; it holds two
+// connections of its own, one to listen and one to notify.
+func NewWaker(url string, onNotify func(), log *slog.Logger) *Waker {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Waker{url: url, db: db, onNotify: onNotify, log: log, self: hex.EncodeToString(b), poke: make(chan struct{}, 1)}
+	return &Waker{url: url, onNotify: onNotify, log: log, self: hex.EncodeToString(b), poke: make(chan struct{}, 1)}
 }
 
 // Poke schedules a notification: events were committed here. It never
@@ -84,9 +82,20 @@ func (w *Waker) Stop() {
 	w.wg.Wait()
 }
 
-// notify sends at most one NOTIFY per 2 ms: the commits of that time share it.
+// notify sends at most one NOTIFY per 2 ms: the commits of that time share
+// it. It keeps a connection of its own whose session has
+// synchronous_commit off (a notification that a crash loses only delays
+// the others until their poll: it need not wait for its commit's fsync,
+// which would compete with the writes' own), so each notification is one
+// statement and one round trip, not a transaction of four through the pool.
 func (w *Waker) notify(ctx context.Context) {
 	defer w.wg.Done()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -94,15 +103,16 @@ func (w *Waker) notify(ctx context.Context) {
 		case <-w.poke:
 		}
 		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		// A notification that a crash loses only delays the others until
-		// their poll: it need not wait for its commit's fsync, which would
-		// compete with the writes' own.
-		err := w.db.WithContext(nctx).Transaction(func(tx *gorm.DB) error {
-			if err := tx.Exec("SET LOCAL synchronous_commit = off").Error; err != nil {
-				return err
+		var err error
+		if conn == nil {
+			conn, err = w.connect(nctx, map[string]string{"synchronous_commit": "off"})
+		}
+		if err == nil {
+			if _, err = conn.Exec(nctx, "SELECT pg_notify($1, $2)", channel, w.self); err != nil {
+				_ = conn.Close(context.WithoutCancel(ctx))
+				conn = nil
 			}
-			return tx.Exec("SELECT pg_notify(?, ?)", channel, w.self).Error
-		})
+		}
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("realtime: notify", "err", err)
 		}
@@ -113,6 +123,19 @@ func (w *Waker) notify(ctx context.Context) {
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// connect opens a connection of the waker's own, with these session
+// settings.
+func (w *Waker) connect(ctx context.Context, settings map[string]string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(w.url)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range settings {
+		cfg.RuntimeParams[k] = v
+	}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // listen keeps a LISTEN connection, reconnecting after failures.
@@ -137,7 +160,7 @@ func (w *Waker) listen(ctx context.Context) {
 
 func (w *Waker) listenOnce(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := pgx.Connect(cctx, w.url)
+	conn, err := w.connect(cctx, nil)
 	cancel()
 	if err != nil {
 		return err
