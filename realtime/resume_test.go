@@ -211,6 +211,20 @@ func TestTwoInstancesOnPostgres(t *testing.T) {
 		require.Less(t, time.Since(began), 700*time.Millisecond, "woken by NOTIFY, not by the 1 s poll")
 		time.Sleep(time.Duration(50+i*37%200) * time.Millisecond)
 	}
+	// The notifier's connection dies while idle (a server restart, an
+	// idle timeout): the next notification reconnects and still goes out.
+	for i := range 5 {
+		var killed int
+		require.NoError(t, a.App.DB().Write.Raw(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+  WHERE datname = current_database() AND query LIKE 'SELECT pg_notify%'`).Scan(&killed).Error)
+		require.Positive(t, killed, "the notifiers' connections were found")
+		time.Sleep(100 * time.Millisecond)
+		began := time.Now()
+		id := createNote(t, a, map[string]any{"title": fmt.Sprint("after kill ", i)})
+		e := s.next(t, 5*time.Second).event(t)
+		require.Equal(t, id, e.ResourceID)
+		require.Less(t, time.Since(began), 700*time.Millisecond, "woken by NOTIFY on a new connection, not by the poll")
+	}
 }
 
 // grepLines keeps the lines that contain s.

@@ -103,15 +103,21 @@ func (w *Waker) notify(ctx context.Context) {
 		case <-w.poke:
 		}
 		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		// A connection that died while idle (a restarted server, an idle
+		// timeout) fails the first statement: reconnect and send again, so
+		// this notification is not lost.
 		var err error
-		if conn == nil {
-			conn, err = w.connect(nctx, map[string]string{"synchronous_commit": "off"})
-		}
-		if err == nil {
-			if _, err = conn.Exec(nctx, "SELECT pg_notify($1, $2)", channel, w.self); err != nil {
-				_ = conn.Close(context.WithoutCancel(ctx))
-				conn = nil
+		for attempt := 0; attempt < 2; attempt++ {
+			if conn == nil {
+				if conn, err = w.connect(nctx, "SET synchronous_commit = off"); err != nil {
+					break
+				}
 			}
+			if _, err = conn.Exec(nctx, "SELECT pg_notify($1, $2)", channel, w.self); err == nil {
+				break
+			}
+			_ = conn.Close(context.WithoutCancel(ctx))
+			conn = nil
 		}
 		if err != nil && ctx.Err() == nil {
 			w.log.Warn("realtime: notify", "err", err)
@@ -125,17 +131,21 @@ func (w *Waker) notify(ctx context.Context) {
 	}
 }
 
-// connect opens a connection of the waker's own, with these session
-// settings.
-func (w *Waker) connect(ctx context.Context, settings map[string]string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(w.url)
+// connect opens a connection of the waker's own and runs setup on it.
+// (Session settings are set by a statement, not as startup parameters,
+// which poolers such as PgBouncer refuse.)
+func (w *Waker) connect(ctx context.Context, setup string) (*pgx.Conn, error) {
+	conn, err := pgx.Connect(ctx, w.url)
 	if err != nil {
 		return nil, err
 	}
-	for k, v := range settings {
-		cfg.RuntimeParams[k] = v
+	if setup != "" {
+		if _, err := conn.Exec(ctx, setup); err != nil {
+			_ = conn.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
 	}
-	return pgx.ConnectConfig(ctx, cfg)
+	return conn, nil
 }
 
 // listen keeps a LISTEN connection, reconnecting after failures.
@@ -160,7 +170,7 @@ func (w *Waker) listen(ctx context.Context) {
 
 func (w *Waker) listenOnce(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := w.connect(cctx, nil)
+	conn, err := w.connect(cctx, "")
 	cancel()
 	if err != nil {
 		return err
