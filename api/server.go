@@ -35,6 +35,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/herald-dev/herald/auth"
+	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/events"
 	"github.com/herald-dev/herald/models"
 	"github.com/herald-dev/herald/realtime"
@@ -451,9 +452,9 @@ func (s *Server) decodeJSON(c echo.Context) (any, error) {
 
 func jsonEncode(w io.Writer, v any) error {
 	// A record (the answer to a create, read or update) is written without
-	// reflection: models.AppendJSON writes what the encoder below would.
+	// reflection: database.AppendJSON writes what the encoder below would.
 	if row, ok := v.(resources.Row); ok {
-		if b, ok := models.AppendJSON(make([]byte, 0, 512), map[string]any(row), false); ok {
+		if b, ok := database.AppendJSON(make([]byte, 0, 512), map[string]any(row), false); ok {
 			_, err := w.Write(append(b, '\n'))
 			return err
 		}

@@ -1,7 +1,9 @@
 // Package database opens Herald's store: embedded SQLite (pure Go) or
 // PostgreSQL, behind GORM. SQLite allows one writer at a time, so writes go
 // through a single connection and reads through a separate pool; on
-// PostgreSQL both handles share one pool.
+// PostgreSQL both handles share one pool. The create path's statements
+// (Insert, Exec) and the JSON encoding of the records it stores
+// (AppendJSON) are here too: the lean ways to write a row.
 package database
 
 import (

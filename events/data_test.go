@@ -9,7 +9,7 @@ import (
 )
 
 // TestMarshalDataMatchesEncodingJSON: an event's data is written by hand
-// (models.AppendJSON), byte for byte as json.Marshal writes it, falling
+// (database.AppendJSON), byte for byte as json.Marshal writes it, falling
 // back to json.Marshal for what that does not handle.
 func TestMarshalDataMatchesEncodingJSON(t *testing.T) {
 	yes, no := true, false

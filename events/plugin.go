@@ -14,7 +14,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/herald-dev/herald/database"
-	"github.com/herald-dev/herald/models"
 )
 
 // Decoder turns a row scanned from a table (or the column values a create
@@ -249,7 +248,7 @@ func newPending(ctx context.Context, typ, resource, id string, data Data, now ti
 	if err != nil {
 		return pendingEvent{}, fmt.Errorf("events: encode data: %w", err)
 	}
-	sessJSON, ok := models.AppendJSON(make([]byte, 0, 64), info.SessionVariables, true)
+	sessJSON, ok := database.AppendJSON(make([]byte, 0, 64), info.SessionVariables, true)
 	if !ok {
 		sessJSON, _ = json.Marshal(info.SessionVariables)
 	}
@@ -259,20 +258,20 @@ func newPending(ctx context.Context, typ, resource, id string, data Data, now ti
 }
 
 // marshalData encodes d exactly as json.Marshal does, without reflecting
-// over the rows (models.AppendJSON), falling back to json.Marshal for what
+// over the rows (database.AppendJSON), falling back to json.Marshal for what
 // that does not handle.
 func marshalData(d Data) ([]byte, error) {
 	if d.Classification == nil {
 		b := append(make([]byte, 0, 512), `{"old":`...)
-		b, ok1 := models.AppendJSON(b, d.Old, true)
+		b, ok1 := database.AppendJSON(b, d.Old, true)
 		b = append(b, `,"new":`...)
-		b, ok2 := models.AppendJSON(b, d.New, true)
+		b, ok2 := database.AppendJSON(b, d.New, true)
 		b = append(b, `,"changes":{"added":`...)
-		b, ok3 := models.AppendJSON(b, d.Changes.Added, true)
+		b, ok3 := database.AppendJSON(b, d.Changes.Added, true)
 		b = append(b, `,"updated":`...)
-		b, ok4 := models.AppendJSON(b, d.Changes.Updated, true)
+		b, ok4 := database.AppendJSON(b, d.Changes.Updated, true)
 		b = append(b, `,"removed":`...)
-		b, ok5 := models.AppendJSON(b, d.Changes.Removed, true)
+		b, ok5 := database.AppendJSON(b, d.Changes.Removed, true)
 		if ok1 && ok2 && ok3 && ok4 && ok5 {
 			return append(b, "}}"...), nil
 		}

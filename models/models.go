@@ -1,7 +1,5 @@
-// Package models holds the GORM models of Herald's own tables, the sentinel
-// errors shared across packages, and AppendJSON, the reflection-free JSON
-// encoding of records that events and the API share. It is a leaf: it
-// imports nothing of Herald.
+// Package models holds the GORM models of Herald's own tables and the sentinel
+// errors shared across packages. It is a leaf: it imports nothing of Herald.
 package models
 
 import (
