@@ -140,6 +140,21 @@ func (a *Audit) Get(ctx context.Context, eventID string) (*Event, error) {
 		return nil, fmt.Errorf("events: get: %w", err)
 	}
 	if len(rows) == 0 {
+		// Index rows the indexer has not keyed yet (after an upgrade, see
+		// migration 5) may hide the event: then search the log itself.
+		var unkeyed []int64
+		if err := a.db.WithContext(ctx).Raw(`SELECT id FROM herald_event_index WHERE event_id IS NULL LIMIT 1`).
+			Scan(&unkeyed).Error; err != nil {
+			return nil, fmt.Errorf("events: get: %w", err)
+		}
+		if len(unkeyed) > 0 {
+			if err := withDispatchedAt(a.db.WithContext(ctx)).Where("herald_events.event_id = ?", eventID).
+				Limit(1).Find(&rows).Error; err != nil {
+				return nil, fmt.Errorf("events: get: %w", err)
+			}
+		}
+	}
+	if len(rows) == 0 {
 		return nil, fmt.Errorf("events: event %s: %w", eventID, models.ErrNotFound)
 	}
 	e, err := fromModel(&rows[0])

@@ -165,7 +165,7 @@ func orderOf(key string, got []int64) []int64 {
 // TestIndexMigrationIndexesTheLog upgrades a log written before the index
 // existed: every event is indexed, the indexer's cursor starts after them
 // (so none is indexed twice or skipped), and the log keeps only its
-// primary key (migration 5 moves the eventId key to the index).
+// primary key (migrations 5 and 6 move the eventId key to the index).
 func TestIndexMigrationIndexesTheLog(t *testing.T) {
 	for _, kind := range dbtest.Kinds {
 		t.Run(string(kind), func(t *testing.T) {
@@ -200,9 +200,9 @@ func TestIndexMigrationIndexesTheLog(t *testing.T) {
 			var names []string
 			require.NoError(t, db.Read.Raw(list).Scan(&names).Error)
 			require.Empty(t, names, "the log keeps only its primary key")
-			var eventIDs []string
-			require.NoError(t, db.Read.Raw("SELECT i.event_id FROM herald_event_index i JOIN herald_events e ON e.event_id = i.event_id ORDER BY i.id").Scan(&eventIDs).Error)
-			require.Len(t, eventIDs, 3, "the index holds each event's eventId")
+			var unkeyed int64
+			require.NoError(t, db.Read.Raw("SELECT COUNT(*) FROM herald_event_index WHERE event_id IS NULL").Scan(&unkeyed).Error)
+			require.EqualValues(t, 3, unkeyed, "the indexer, not the migration, keys the existing rows (TestUnkeyedIndexRows)")
 		})
 	}
 }
@@ -254,6 +254,59 @@ func TestRetentionTakesIndexedAndUnindexedEvents(t *testing.T) {
 			require.EqualValues(t, 6, n)
 			require.Zero(t, count("herald_events"))
 			require.Zero(t, count("herald_event_index"))
+		})
+	}
+}
+
+// TestUnkeyedIndexRows: index rows without an eventId (indexed before
+// migration 5, or by an older instance during a rolling upgrade) do not hide
+// their events from GET /v1/_events/{eventId}, and the indexer keys them
+// with its next batch. Without the fallback to the log the gets answer
+// 404; without the indexer's keying the rows stay unkeyed.
+func TestUnkeyedIndexRows(t *testing.T) {
+	for _, kind := range dbtest.Kinds {
+		t.Run(string(kind), func(t *testing.T) {
+			env := apptest.Start(t, kind, itemsSchema)
+			start := cursorOf(t, env, events.IndexerName)
+			create := func(key string) {
+				r := admin(t, env, "POST", "/v1/items", map[string]any{"key": key, "writer": 1, "n": 1})
+				require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+			}
+			caughtUp := func() {
+				head := lastEventID(t, env)
+				waitUntil(t, 30*time.Second, func() bool { return cursorOf(t, env, events.IndexerName) == head }, "the indexer's cursor reaches the head")
+			}
+			for i := range 3 {
+				create(fmt.Sprint("k", i))
+			}
+			caughtUp()
+			env.App.Relay().Stop()
+			written := eventsAfter(t, env, start).Events
+			require.Len(t, written, 3)
+			require.NoError(t, env.App.DB().Write.Exec("UPDATE herald_event_index SET event_id = NULL WHERE id IN ?", ids(written)).Error)
+			unkeyed := func() (n int64) {
+				require.NoError(t, env.App.DB().Read.Raw("SELECT COUNT(*) FROM herald_event_index WHERE event_id IS NULL").Scan(&n).Error)
+				return n
+			}
+			require.EqualValues(t, 3, unkeyed())
+			getAll := func(when string) {
+				for _, e := range written {
+					r := admin(t, env, "GET", "/v1/_events/"+e.EventID, nil)
+					require.Equal(t, http.StatusOK, r.Status, "%s: %s", when, r.Body)
+					var got events.Event
+					require.NoError(t, json.Unmarshal(r.Body, &got))
+					require.Equal(t, e.ID, got.ID, when)
+				}
+				r := admin(t, env, "GET", "/v1/_events/"+uuid.NewString(), nil)
+				require.Equal(t, http.StatusNotFound, r.Status, "%s: an unknown eventId: %s", when, r.Body)
+			}
+			getAll("unkeyed")
+
+			require.NoError(t, env.App.Relay().Start(t.Context()))
+			create("after")
+			caughtUp()
+			require.Zero(t, unkeyed(), "the indexer's next batch keys them")
+			getAll("keyed again")
 		})
 	}
 }

@@ -61,21 +61,28 @@ func Migrations() []database.Migration {
 		// up to the indexer's cursor, by a primary key scan after it.
 		// eventIds are UUIDv7 (a millisecond time and 74 random bits), so
 		// the unique constraint guarded nothing a write could meet.
-		{ID: 5, Name: "eventId key off the write path", SQL: map[database.Kind][]string{
-			database.SQLite: append([]string{
-				`ALTER TABLE herald_event_index ADD COLUMN event_id text`,
-				`UPDATE herald_event_index SET event_id = (SELECT e.event_id FROM herald_events e WHERE e.id = herald_event_index.id)`,
-			}, eventIDMove...),
-			database.Postgres: append([]string{
-				`ALTER TABLE herald_event_index ADD COLUMN event_id varchar(36)`,
-				`UPDATE herald_event_index SET event_id = e.event_id FROM herald_events e WHERE e.id = herald_event_index.id`,
-			}, eventIDMove...),
+		//
+		// The column is added in a step of its own (an instant change, but
+		// one that locks the table until its transaction ends) and is not
+		// filled here: the indexer fills the rows without one, a batch at a
+		// time (Indexer.consumeRange), including those an older instance
+		// indexes during a rolling upgrade. Until then Audit.Get falls back
+		// to the log for an eventId the index does not know.
+		{ID: 5, Name: "eventId column in the event index", SQL: map[database.Kind][]string{
+			database.SQLite:   {`ALTER TABLE herald_event_index ADD COLUMN event_id text`},
+			database.Postgres: {`ALTER TABLE herald_event_index ADD COLUMN event_id varchar(36)`},
+		}},
+		{ID: 6, Name: "eventId key off the write path", SQL: map[database.Kind][]string{
+			database.SQLite:   eventIDMove,
+			database.Postgres: eventIDMove,
 		}},
 	}
 }
 
 var eventIDMove = []string{
 	`CREATE INDEX herald_event_index_event_idx ON herald_event_index (event_id)`,
+	// The rows the indexer still has to key (partial: empty once done).
+	`CREATE INDEX herald_event_index_unkeyed_idx ON herald_event_index (id) WHERE event_id IS NULL`,
 	`DROP INDEX IF EXISTS herald_events_event_id_key`,
 }
 

@@ -46,6 +46,9 @@ type Plugin struct {
 	now     func() time.Time
 }
 
+// The plugin records the rows database.Insert writes.
+var _ database.InsertCapturer = (*Plugin)(nil)
+
 // NewPlugin returns the plugin. now defaults to time.Now.
 func NewPlugin(dialect Dialect, decode Decoder, now func() time.Time) *Plugin {
 	if now == nil {
