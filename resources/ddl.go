@@ -54,12 +54,26 @@ func columnType(kind database.Kind, f *Field) string {
 
 // checkExpr is the CHECK constraint body for enum and (SQLite) boolean
 // columns, or "".
+//
+// On SQLite an enum is checked with a chain of equalities, not IN: for an
+// IN list of three or more values SQLite builds an ephemeral index at every
+// statement that checks it, one row or not, and the pure-Go SQLite maps and
+// unmaps its buffers each time (measured on one INSERT with its event:
+// 185-210 us with IN, 117-131 us with the chain). The two accept and refuse
+// the same values (NULL included: both are NULL, which a CHECK lets pass).
+// Tables made before keep their IN until a change rebuilds them.
 func checkExpr(kind database.Kind, f *Field) string {
 	switch {
 	case f.Type == TypeEnum:
 		vals := make([]string, len(f.EnumValues))
 		for i, v := range f.EnumValues {
 			vals[i] = "'" + strings.ReplaceAll(v, "'", "''") + "'"
+		}
+		if kind == database.SQLite {
+			for i, v := range vals {
+				vals[i] = q(f.Name) + " = " + v
+			}
+			return strings.Join(vals, " OR ")
 		}
 		return fmt.Sprintf("%s IN (%s)", q(f.Name), strings.Join(vals, ", "))
 	case f.Type == TypeBoolean && kind == database.SQLite:
