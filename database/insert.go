@@ -31,12 +31,9 @@ type InsertCapturer interface {
 // GORM's raw callbacks instead, so it gets its span ("INSERT table") like
 // every other statement.
 func Insert(tx *gorm.DB, table string, cols []string, row map[string]any) error {
-	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
-		return fmt.Errorf("database: an insert into %s must run in a transaction", table)
-	}
-	ctx := tx.Statement.Context
-	if ctx == nil {
-		ctx = context.Background()
+	ctx, err := txContext(tx, "an insert into "+table)
+	if err != nil {
+		return err
 	}
 	postgres := tx.Dialector.Name() == "postgres"
 	var sql strings.Builder
@@ -86,19 +83,31 @@ func Insert(tx *gorm.DB, table string, cols []string, row map[string]any) error 
 // GORM for its span. On PostgreSQL it always goes through GORM, which
 // turns ? into $n.
 func Exec(tx *gorm.DB, sql string, args ...any) (int64, error) {
-	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
-		return 0, fmt.Errorf("database: %.40s... must run in a transaction", sql)
+	ctx, err := txContext(tx, fmt.Sprintf("%.40s...", sql))
+	if err != nil {
+		return 0, err
 	}
-	ctx := tx.Statement.Context
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	traced := trace.SpanFromContext(ctx).IsRecording() || tx.Dialector.Name() == "postgres"
-	return exec(tx, ctx, traced, sql, args)
+	viaGORM := trace.SpanFromContext(ctx).IsRecording() || tx.Dialector.Name() == "postgres"
+	return exec(tx, ctx, viaGORM, sql, args)
 }
 
-func exec(tx *gorm.DB, ctx context.Context, traced bool, sql string, args []any) (int64, error) {
-	if traced {
+// txContext is the context of tx's statements, or an error naming what
+// tried to run when tx is not a transaction (a row and its event must
+// commit together).
+func txContext(tx *gorm.DB, what string) (context.Context, error) {
+	if _, ok := tx.Statement.ConnPool.(gorm.TxCommitter); !ok {
+		return nil, fmt.Errorf("database: %s must run in a transaction", what)
+	}
+	if tx.Statement.Context == nil {
+		return context.Background(), nil
+	}
+	return tx.Statement.Context, nil
+}
+
+// exec runs sql through GORM's raw callbacks (viaGORM: its span, and ?
+// turned into the dialect's placeholders) or straight on the transaction.
+func exec(tx *gorm.DB, ctx context.Context, viaGORM bool, sql string, args []any) (int64, error) {
+	if viaGORM {
 		res := tx.Exec(sql, args...)
 		return res.RowsAffected, res.Error
 	}
