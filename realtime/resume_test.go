@@ -22,6 +22,7 @@ import (
 	"github.com/herald-dev/herald/database"
 	"github.com/herald-dev/herald/database/dbtest"
 	"github.com/herald-dev/herald/events"
+	"github.com/herald-dev/herald/realtime"
 )
 
 // TestResumeUnderConcurrentWriters: a client that disconnects every few
@@ -213,11 +214,26 @@ func TestTwoInstancesOnPostgres(t *testing.T) {
 	}
 	// The notifier's connection dies while idle (a server restart, an
 	// idle timeout): the next notification reconnects and still goes out.
+	db := a.App.DB().Write
+	var killed []int
 	for i := range 5 {
-		var killed int
-		require.NoError(t, a.App.DB().Write.Raw(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-  WHERE datname = current_database() AND query LIKE 'SELECT pg_notify%'`).Scan(&killed).Error)
-		require.Positive(t, killed, "the notifiers' connections were found")
+		// The notifier connects again at the next notification after a
+		// kill: wait for its connection (a new one, not the one killed).
+		var pid int
+		for deadline := time.Now().Add(5 * time.Second); pid == 0; time.Sleep(20 * time.Millisecond) {
+			require.NoError(t, db.Raw(`SELECT coalesce(min(pid), 0) FROM pg_stat_activity
+  WHERE datname = current_database() AND application_name = ? AND pid NOT IN ?`,
+				realtime.NotifyApplication, append([]int{0}, killed...)).Scan(&pid).Error)
+			if pid == 0 && time.Now().After(deadline) {
+				var rows []map[string]any
+				_ = db.Raw(`SELECT pid, application_name, state, query FROM pg_stat_activity WHERE datname = current_database()`).Scan(&rows).Error
+				t.Fatalf("kill %d: no notifier connection (killed %v); connections: %v", i, killed, rows)
+			}
+		}
+		var ok bool
+		require.NoError(t, db.Raw(`SELECT pg_terminate_backend(?)`, pid).Scan(&ok).Error)
+		require.True(t, ok, "the notifier's connection was terminated")
+		killed = append(killed, pid)
 		time.Sleep(100 * time.Millisecond)
 		began := time.Now()
 		id := createNote(t, a, map[string]any{"title": fmt.Sprint("after kill ", i)})

@@ -109,7 +109,7 @@ func (w *Waker) notify(ctx context.Context) {
 		var err error
 		for attempt := 0; attempt < 2; attempt++ {
 			if conn == nil {
-				if conn, err = w.connect(nctx, "SET synchronous_commit = off"); err != nil {
+				if conn, err = w.connect(nctx, NotifyApplication, "SET synchronous_commit = off"); err != nil {
 					break
 				}
 			}
@@ -131,11 +131,26 @@ func (w *Waker) notify(ctx context.Context) {
 	}
 }
 
-// connect opens a connection of the waker's own and runs setup on it.
-// (Session settings are set by a statement, not as startup parameters,
-// which poolers such as PgBouncer refuse.)
-func (w *Waker) connect(ctx context.Context, setup string) (*pgx.Conn, error) {
-	conn, err := pgx.Connect(ctx, w.url)
+// The application_name of the waker's connections in pg_stat_activity,
+// unless the database URL names one.
+const (
+	NotifyApplication = "herald realtime notify"
+	ListenApplication = "herald realtime listen"
+)
+
+// connect opens a connection of the waker's own, named app unless the URL
+// names it, and runs setup on it. (Session settings are set by a
+// statement, not as startup parameters, which poolers such as PgBouncer
+// refuse; application_name is one they pass on.)
+func (w *Waker) connect(ctx context.Context, app, setup string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig(w.url)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := cfg.RuntimeParams["application_name"]; !ok {
+		cfg.RuntimeParams["application_name"] = app
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +185,7 @@ func (w *Waker) listen(ctx context.Context) {
 
 func (w *Waker) listenOnce(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := w.connect(cctx, "")
+	conn, err := w.connect(cctx, ListenApplication, "")
 	cancel()
 	if err != nil {
 		return err
