@@ -8,6 +8,7 @@ package database
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"fmt"
 	"net/url"
@@ -15,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/glebarez/sqlite"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	sqlite "github.com/libtnb/sqlite"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
@@ -58,6 +59,8 @@ type DB struct {
 	Read *gorm.DB
 	// readConns is the SQLite read pool's size.
 	readConns int
+	// stmts is the SQLite read pool's prepared statements.
+	stmts *stmtCache
 }
 
 // IsPostgres tells whether the URL names PostgreSQL.
@@ -121,6 +124,13 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		"synchronous(" + sync + ")", "case_sensitive_like(1)"} {
 		q.Add("_pragma", p)
 	}
+	// Times are written as "2006-01-02 15:04:05.999999999-07:00", as the
+	// driver Herald used before (glebarez/go-sqlite) wrote them (without
+	// this, modernc.org/sqlite writes time.Time.String()), and DATETIME
+	// columns read as times: the settings GORM's dialector would add.
+	q.Set("_time_format", "sqlite")
+	q.Set("_texttotime", "1")
+	q.Set("_inttotime", "1")
 	dsn := "file:" + path + "?" + q.Encode()
 	w, err := gorm.Open(sqlite.Open(dsn+"&_txlock=immediate"), gcfg)
 	if err != nil {
@@ -134,19 +144,26 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if err := wdb.PingContext(ctx); err != nil {
 		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
 	}
-	r, err := gorm.Open(sqlite.Open(dsn), gcfg)
+	// Reads run prepared, from a cache of statements (see stmtCache).
+	rdb, err := sql.Open(sqlite.DriverName, dsn)
 	if err != nil {
 		_ = wdb.Close()
 		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
 	}
-	rdb, _ := r.DB()
+	stmts := newStmtCache(rdb)
+	r, err := gorm.Open(sqlite.New(sqlite.Config{Conn: stmts}), gcfg)
+	if err != nil {
+		_ = wdb.Close()
+		_ = rdb.Close()
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
 	reads := cfg.MaxConns
 	if reads > 8 {
 		reads = 8
 	}
 	rdb.SetMaxOpenConns(reads)
 	rdb.SetMaxIdleConns(reads)
-	return &DB{Kind: SQLite, Write: w, Read: r, readConns: reads}, nil
+	return &DB{Kind: SQLite, Write: w, Read: r, readConns: reads, stmts: stmts}, nil
 }
 
 const genKey = "herald_schema_gen"
@@ -190,6 +207,9 @@ func (d *DB) resetStatements(ctx context.Context, c *pgx.Conn) error {
 func (d *DB) Close() error {
 	w, _ := d.Write.DB()
 	err := w.Close()
+	if d.stmts != nil {
+		d.stmts.close()
+	}
 	if d.Read != d.Write {
 		r, _ := d.Read.DB()
 		if rerr := r.Close(); err == nil {
