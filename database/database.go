@@ -132,11 +132,19 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	q.Set("_texttotime", "1")
 	q.Set("_inttotime", "1")
 	dsn := "file:" + path + "?" + q.Encode()
-	w, err := gorm.Open(sqlite.Open(dsn+"&_txlock=immediate"), gcfg)
+	// The write connection keeps its writes prepared (see cachingConn).
+	drvDB, err := sql.Open(sqlite.DriverName, "")
 	if err != nil {
 		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
 	}
-	wdb, _ := w.DB()
+	drv := drvDB.Driver()
+	_ = drvDB.Close()
+	wdb := sql.OpenDB(cachingConnector{drv: drv, dsn: dsn + "&_txlock=immediate"})
+	w, err := gorm.Open(sqlite.New(sqlite.Config{Conn: wdb}), gcfg)
+	if err != nil {
+		_ = wdb.Close()
+		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
+	}
 	wdb.SetMaxOpenConns(1)
 	wdb.SetMaxIdleConns(1)
 	wdb.SetConnMaxIdleTime(0)
@@ -179,6 +187,9 @@ const genKey = "herald_schema_gen"
 // column missing (null) once, right after an import.
 func (d *DB) InvalidateStatements() {
 	d.gen.Add(1)
+	if d.stmts != nil {
+		d.stmts.reset()
+	}
 	if d.Kind == SQLite && d.Read != d.Write {
 		if rdb, err := d.Read.DB(); err == nil {
 			n := d.readConns
@@ -208,7 +219,7 @@ func (d *DB) Close() error {
 	w, _ := d.Write.DB()
 	err := w.Close()
 	if d.stmts != nil {
-		d.stmts.close()
+		d.stmts.reset()
 	}
 	if d.Read != d.Write {
 		r, _ := d.Read.DB()

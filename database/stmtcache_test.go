@@ -2,12 +2,15 @@ package database
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 )
 
 func openSQLite(t *testing.T) *DB {
@@ -36,8 +39,8 @@ func TestReadsRunPrepared(t *testing.T) {
 	}
 	row := read()
 	require.Equal(t, "one", row["name"])
-	require.Contains(t, db.stmts.stmts, q, "the read's statement is kept")
-	first := db.stmts.stmts[q]
+	first := keptRead(db, q)
+	require.NotNil(t, first, "the read's statement is kept")
 
 	var wg sync.WaitGroup
 	for range 8 {
@@ -51,7 +54,7 @@ func TestReadsRunPrepared(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	require.Same(t, first, db.stmts.stmts[q], "reused, not prepared again")
+	require.Same(t, first, keptRead(db, q), "reused, not prepared again")
 
 	// A column added: the kept statement (SELECT *) reads it.
 	require.NoError(t, db.Write.Exec(`ALTER TABLE things ADD COLUMN n INTEGER DEFAULT 7`).Error)
@@ -68,7 +71,7 @@ func TestReadsRunPrepared(t *testing.T) {
 	row = read()
 	require.Equal(t, "x", row["m"])
 	require.Equal(t, "one", row["name"])
-	require.Same(t, first, db.stmts.stmts[q])
+	require.Same(t, first, keptRead(db, q))
 
 	// The table gone: the same error as by text, and nothing kept broken.
 	require.NoError(t, db.Write.Exec(`DROP TABLE things`).Error)
@@ -80,14 +83,127 @@ func TestReadsRunPrepared(t *testing.T) {
 	require.NotContains(t, db.stmts.stmts, `SELECT * FROM nothing_here`, "a statement that did not prepare is not kept")
 }
 
-// TestStmtCacheIsBounded: past maxCachedStmts texts, statements run by
-// their text and still answer.
+// keptRead is the read pool's kept statement for q, or nil.
+func keptRead(db *DB, q string) *sql.Stmt {
+	db.stmts.mu.Lock()
+	defer db.stmts.mu.Unlock()
+	if e, ok := db.stmts.stmts[q]; ok {
+		return e.Value.(*cachedStmt).stmt
+	}
+	return nil
+}
+
+// TestStmtCacheIsBounded: the read pool keeps the maxCachedStmts most
+// recently used texts; a statement let go while a run holds it is closed
+// only when that run is done, and the run succeeds; a schema change lets
+// every statement go.
 func TestStmtCacheIsBounded(t *testing.T) {
 	db := openSQLite(t)
+	ctx := context.Background()
+	held := db.stmts.acquire(ctx, "SELECT 'held'")
+	require.NotNil(t, held)
 	for i := range maxCachedStmts + 10 {
 		var n int64
 		require.NoError(t, db.Read.Raw(fmt.Sprintf("SELECT %d", i)).Scan(&n).Error)
 		require.EqualValues(t, i, n)
+		if i == 0 {
+			// Used again: it stays among the most recent.
+			require.NoError(t, db.Read.Raw("SELECT 0").Scan(&n).Error)
+		}
 	}
 	require.Len(t, db.stmts.stmts, maxCachedStmts)
+	require.Nil(t, keptRead(db, "SELECT 'held'"), "let go: the least recently used")
+	require.Nil(t, keptRead(db, "SELECT 1"))
+	require.NotNil(t, keptRead(db, fmt.Sprintf("SELECT %d", maxCachedStmts+9)))
+
+	var s string
+	require.NoError(t, held.stmt.QueryRowContext(ctx).Scan(&s), "a held statement is not closed under its run")
+	require.Equal(t, "held", s)
+	db.stmts.release(held)
+	require.Error(t, held.stmt.QueryRowContext(ctx).Scan(&s), "closed once released")
+
+	db.InvalidateStatements()
+	require.Empty(t, db.stmts.stmts, "a schema change lets every statement go")
+	var n int64
+	require.NoError(t, db.Read.Raw("SELECT 5").Scan(&n).Error)
+	require.EqualValues(t, 5, n)
+}
+
+// writeConn is the SQLite write connection's cachingConn.
+func writeConn(t *testing.T, db *DB) (cc *cachingConn) {
+	t.Helper()
+	sqlDB, err := db.Write.DB()
+	require.NoError(t, err)
+	conn, err := sqlDB.Conn(context.Background())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.Raw(func(dc any) error {
+		cc = dc.(*cachingConn)
+		return nil
+	}))
+	return cc
+}
+
+// TestWritesRunPrepared: the write connection keeps the INSERT, UPDATE and
+// DELETE statements it runs in transactions prepared, and reuses them; a
+// constraint error from a kept statement reads as before and leaves it
+// usable; a column added and a table dropped need nothing; a statement
+// that does not prepare fails as it would by text.
+func TestWritesRunPrepared(t *testing.T) {
+	db := openSQLite(t)
+	require.NoError(t, db.Write.Exec(`CREATE TABLE things (id TEXT PRIMARY KEY, name TEXT NOT NULL)`).Error)
+	const ins = `INSERT INTO things (id, name) VALUES (?, ?)`
+	write := func(sql string, args ...any) error {
+		return db.Write.Transaction(func(tx *gorm.DB) error {
+			_, err := Exec(tx, sql, args...)
+			return err
+		})
+	}
+	require.NoError(t, write(ins, "a", "one"))
+	cc := writeConn(t, db)
+	kept := keptWrite(cc, ins)
+	require.NotNil(t, kept, "the INSERT is kept")
+	require.NoError(t, write(ins, "b", "two"))
+	require.ErrorContains(t, write(ins, "a", "again"), "UNIQUE constraint failed: things.id")
+	require.ErrorContains(t, write(ins, "c", nil), "NOT NULL constraint failed: things.name")
+	require.NoError(t, write(ins, "c", "three"))
+	require.Same(t, kept, keptWrite(cc, ins), "reused, not prepared again")
+	require.NoError(t, write(`UPDATE things SET name = ? WHERE id = ?`, "uno", "a"))
+	require.NoError(t, write(`DELETE FROM things WHERE id = ?`, "b"))
+	require.NotNil(t, keptWrite(cc, `UPDATE things SET name = ? WHERE id = ?`))
+	require.NotNil(t, keptWrite(cc, `DELETE FROM things WHERE id = ?`))
+
+	var names []string
+	require.NoError(t, db.Read.Raw(`SELECT name FROM things ORDER BY id`).Scan(&names).Error)
+	require.Equal(t, []string{"uno", "three"}, names)
+
+	require.NoError(t, db.Write.Exec(`ALTER TABLE things ADD COLUMN n INTEGER DEFAULT 7`).Error)
+	require.NoError(t, write(ins, "d", "four"))
+	var n int
+	require.NoError(t, db.Read.Raw(`SELECT n FROM things WHERE id = 'd'`).Scan(&n).Error)
+	require.Equal(t, 7, n)
+	require.Nil(t, keptWrite(cc, `ALTER TABLE things ADD COLUMN n INTEGER DEFAULT 7`), "only writes are kept")
+
+	// The most recently used texts are kept, the rest finalized.
+	for i := range maxConnStmts + 5 {
+		require.NoError(t, write(fmt.Sprintf(`INSERT INTO things (id, name) VALUES (?, '%d')`, i), fmt.Sprint("x", i)))
+	}
+	require.Len(t, cc.stmts, maxConnStmts)
+	require.Equal(t, maxConnStmts, cc.lru.Len())
+	require.Nil(t, keptWrite(cc, ins), "let go: the least recently used")
+	require.NoError(t, write(ins, "f", "six"), "and prepared again when used again")
+	require.NotNil(t, keptWrite(cc, ins))
+
+	require.NoError(t, db.Write.Exec(`DROP TABLE things`).Error, "a kept statement holds no lock")
+	require.ErrorContains(t, write(ins, "e", "five"), "no such table: things")
+	require.ErrorContains(t, write(`INSERT INTO nothing_here VALUES (?)`, 1), "no such table: nothing_here")
+	require.Nil(t, keptWrite(cc, `INSERT INTO nothing_here VALUES (?)`))
+}
+
+// keptWrite is the write connection's kept statement for q, or nil.
+func keptWrite(cc *cachingConn, q string) driver.Stmt {
+	if e, ok := cc.stmts[q]; ok {
+		return e.Value.(connStmt).stmt
+	}
+	return nil
 }
