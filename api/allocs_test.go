@@ -17,7 +17,7 @@ import (
 // BenchmarkCreate does and kept in bench/create-path.txt. A change that
 // adds allocations to the write path fails here; one that removes some
 // lowers the budget. .ci/run runs it without -race.
-const createAllocBudget = 320
+const createAllocBudget = 290
 
 // TestCreateAllocationBudget guards the create path's allocations (not its
 // time: this machine is shared and noisy, while allocation counts are

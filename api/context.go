@@ -30,15 +30,19 @@ const headerCorrelationID = "X-Correlation-ID"
 // request. An error is written as its problem inside the span, so that the
 // span's status code is the answer's.
 func (s *Server) tracingMiddleware() echo.MiddlewareFunc {
+	traced := func(r *http.Request) bool {
+		// Probes and metrics are noise; a stream would be one span open
+		// for hours.
+		return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" &&
+			!strings.HasSuffix(r.URL.Path, "/stream")
+	}
+	if s.cfg.SpansUnrecorded {
+		return s.unrecordedSpanMiddleware(traced)
+	}
 	mw := otelhttp.NewMiddleware("herald",
 		otelhttp.WithTracerProvider(s.cfg.TracerProvider),
 		otelhttp.WithPropagators(s.cfg.Propagator),
-		otelhttp.WithFilter(func(r *http.Request) bool {
-			// Probes and metrics are noise; a stream would be one span
-			// open for hours.
-			return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" && r.URL.Path != "/metrics" &&
-				!strings.HasSuffix(r.URL.Path, "/stream")
-		}))
+		otelhttp.WithFilter(traced))
 	routes := sync.OnceValue(func() map[route]bool {
 		m := map[route]bool{}
 		for _, r := range s.e.Routes() {
@@ -63,6 +67,30 @@ func (s *Server) tracingMiddleware() echo.MiddlewareFunc {
 					c.Error(err)
 				}
 			})).ServeHTTP(c.Response(), req)
+			return nil
+		}
+	}
+}
+
+// unrecordedSpanMiddleware gives each traced request its span, as
+// tracingMiddleware does, when the provider records none (see
+// Config.SpansUnrecorded): the caller's traceparent and baggage are read
+// and a server span started under them, for its ids, and nothing else.
+func (s *Server) unrecordedSpanMiddleware(traced func(*http.Request) bool) echo.MiddlewareFunc {
+	tracer := s.cfg.TracerProvider.Tracer("github.com/herald-dev/herald/api")
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if !traced(req) {
+				return next(c)
+			}
+			ctx := s.cfg.Propagator.Extract(req.Context(), propagation.HeaderCarrier(req.Header))
+			ctx, span := tracer.Start(ctx, "herald", trace.WithSpanKind(trace.SpanKindServer))
+			defer span.End()
+			c.SetRequest(req.WithContext(ctx))
+			if err := next(c); err != nil {
+				c.Error(err)
+			}
 			return nil
 		}
 	}

@@ -208,11 +208,14 @@ func (a *App) init(ctx context.Context) error {
 		SessionClaims:  a.cfg.SessionClaims,
 		CORSOrigins:    a.cfg.CORSOrigins,
 		TracerProvider: a.tracer,
-		Propagator:     propagator(),
-		Webhooks:       a.webhooks,
-		Hub:            a.hub,
-		OpenAPI:        a.openapi,
-		Console:        console.Files(),
+		// Nothing exports: the provider samples nothing (see
+		// newTracerProviderWithLogger).
+		SpansUnrecorded: !tracesExported(a.getenv),
+		Propagator:      propagator(),
+		Webhooks:        a.webhooks,
+		Hub:             a.hub,
+		OpenAPI:         a.openapi,
+		Console:         console.Files(),
 	}
 	if a.cfg.JWTSecret != "" || a.cfg.JWKSURL != "" {
 		a.verifier, err = auth.NewVerifier(ctx, auth.VerifierConfig{

@@ -53,6 +53,12 @@ func newTracerProviderWithLogger(ctx context.Context, getenv func(string) string
 	return sdktrace.NewTracerProvider(opts...), nil
 }
 
+// tracesExported tells whether the OTEL_* variables export spans.
+func tracesExported(getenv func(string) string) bool {
+	cfg, err := readTracing(getenv)
+	return err == nil && cfg.export
+}
+
 // tracing is what the OTEL_* variables say.
 type tracing struct {
 	sampler  sdktrace.Sampler
