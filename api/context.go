@@ -19,7 +19,9 @@ import (
 const headerCorrelationID = "X-Correlation-ID"
 
 // tracingMiddleware starts the request's server span with otelhttp (W3C
-// traceparent honoured), on the configured provider, never a global one.
+// traceparent honoured), on the configured provider, never a global one;
+// when the provider records no span (Config.SpansUnrecorded), with
+// unrecordedSpanMiddleware instead, which only gives the span its ids.
 // The span is named "{method} {http.route}" as the OpenTelemetry HTTP
 // conventions say ("GET /v1/:resource/:id", echo's own template syntax,
 // which the conventions allow), never with the ids of the raw path; a

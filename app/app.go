@@ -51,12 +51,14 @@ type App struct {
 	store   *resources.Store
 	server  *api.Server
 
-	tracer     *sdktrace.TracerProvider
-	verifier   *auth.Verifier
-	metrics    *prometheus.Registry
-	relay      *events.Relay
-	retention  *events.Retention
-	classifier *classify.Classifier
+	tracer *sdktrace.TracerProvider
+	// tracesExported: OTEL_* export spans (else tracer records none).
+	tracesExported bool
+	verifier       *auth.Verifier
+	metrics        *prometheus.Registry
+	relay          *events.Relay
+	retention      *events.Retention
+	classifier     *classify.Classifier
 
 	closeOnce sync.Once
 	closeErr  error
@@ -120,7 +122,7 @@ func (a *App) init(ctx context.Context) error {
 		return err
 	}
 	var err error
-	if a.tracer, err = newTracerProviderWithLogger(ctx, a.getenv, a.log); err != nil {
+	if a.tracer, a.tracesExported, err = newTracerProviderWithLogger(ctx, a.getenv, a.log); err != nil {
 		return err
 	}
 	if err := database.Trace(a.db.Write, a.db.Kind, a.tracer); err != nil {
@@ -210,7 +212,7 @@ func (a *App) init(ctx context.Context) error {
 		TracerProvider: a.tracer,
 		// Nothing exports: the provider samples nothing (see
 		// newTracerProviderWithLogger).
-		SpansUnrecorded: !tracesExported(a.getenv),
+		SpansUnrecorded: !a.tracesExported,
 		Propagator:      propagator(),
 		Webhooks:        a.webhooks,
 		Hub:             a.hub,

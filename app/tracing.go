@@ -24,15 +24,16 @@ import (
 // OTEL_* variables, read through getenv (see readTracing for which). Spans
 // always get real ids, sampled or not, exported or not: events carry them.
 // Export failures are logged on log, not through OpenTelemetry's global
-// error handler.
-func newTracerProviderWithLogger(ctx context.Context, getenv func(string) string, log *slog.Logger) (*sdktrace.TracerProvider, error) {
+// error handler. exported tells whether spans are exported (when not,
+// the provider records none).
+func newTracerProviderWithLogger(ctx context.Context, getenv func(string) string, log *slog.Logger) (_ *sdktrace.TracerProvider, exported bool, err error) {
 	cfg, err := readTracing(getenv)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	res, err := sdkresource.New(ctx, sdkresource.WithTelemetrySDK(), sdkresource.WithAttributes(cfg.resource...))
 	if err != nil {
-		return nil, fmt.Errorf("app: tracing resource: %w", err)
+		return nil, false, fmt.Errorf("app: tracing resource: %w", err)
 	}
 	sampler := cfg.sampler
 	if !cfg.export {
@@ -46,17 +47,11 @@ func newTracerProviderWithLogger(ctx context.Context, getenv func(string) string
 	if cfg.export {
 		exp, err := cfg.exporter(ctx)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		opts = append(opts, sdktrace.WithBatcher(loggingExporter{exp, log}))
 	}
-	return sdktrace.NewTracerProvider(opts...), nil
-}
-
-// tracesExported tells whether the OTEL_* variables export spans.
-func tracesExported(getenv func(string) string) bool {
-	cfg, err := readTracing(getenv)
-	return err == nil && cfg.export
+	return sdktrace.NewTracerProvider(opts...), cfg.export, nil
 }
 
 // tracing is what the OTEL_* variables say.

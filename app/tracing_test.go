@@ -128,7 +128,7 @@ func TestReadTracing(t *testing.T) {
 				require.Contains(t, err.Error(), tc.err+":")
 				require.NotContains(t, err.Error(), "s3cret", "errors never repeat header values")
 				// And the provider refuses to start.
-				_, err := newTracerProviderWithLogger(context.Background(), tracingEnv(tc.env), slog.New(slog.DiscardHandler))
+				_, _, err := newTracerProviderWithLogger(context.Background(), tracingEnv(tc.env), slog.New(slog.DiscardHandler))
 				require.ErrorContains(t, err, tc.err+":")
 				return
 			}
@@ -227,7 +227,7 @@ func httpReceiver(t *testing.T) (*receiver, *httptest.Server) {
 // down.
 func emit(t *testing.T, env map[string]string, log *slog.Logger, name string) {
 	t.Helper()
-	tp, err := newTracerProviderWithLogger(context.Background(), tracingEnv(env), log)
+	tp, _, err := newTracerProviderWithLogger(context.Background(), tracingEnv(env), log)
 	require.NoError(t, err)
 	_, span := tp.Tracer("test").Start(context.Background(), name)
 	span.End()
@@ -310,7 +310,7 @@ func TestUnsampledSpansHaveIDs(t *testing.T) {
 		{"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"},
 		{"OTEL_TRACES_EXPORTER": "none"},
 	} {
-		tp, err := newTracerProviderWithLogger(context.Background(), tracingEnv(env), slog.New(slog.DiscardHandler))
+		tp, _, err := newTracerProviderWithLogger(context.Background(), tracingEnv(env), slog.New(slog.DiscardHandler))
 		require.NoError(t, err)
 		_, span := tp.Tracer("test").Start(context.Background(), "request")
 		sc := span.SpanContext()

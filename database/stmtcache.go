@@ -205,17 +205,26 @@ var (
 	_ driver.Validator          = (*cachingConn)(nil)
 )
 
-// cacheable tells whether query is a write worth keeping prepared.
+// maxKeptParams bounds the parameters of a statement a cachingConn keeps:
+// larger ones (a multi-row event insert of many rows, retention's DELETE
+// of an id list) are mostly one-offs, hold 50-130 KB each prepared, and
+// would push the hot single-row INSERTs out.
+const maxKeptParams = 256
+
+// cacheable tells whether query is a write worth keeping prepared: one
+// INSERT, UPDATE or DELETE statement (SQLite prepares a script anew at
+// every run anyway) of at most maxKeptParams parameters.
 func cacheable(query string) bool {
-	q := strings.TrimLeft(query, " \t\r\n")
+	q := strings.TrimSpace(query)
 	if len(q) < 6 {
 		return false
 	}
 	switch strings.ToUpper(q[:6]) {
 	case "INSERT", "UPDATE", "DELETE":
-		return true
+	default:
+		return false
 	}
-	return false
+	return !strings.Contains(q, ";") && strings.Count(q, "?") <= maxKeptParams
 }
 
 // stmt is query's kept statement, prepared now if it is a write not kept
@@ -271,6 +280,11 @@ func (c *cachingConn) ResetSession(ctx context.Context) error {
 }
 
 func (c *cachingConn) IsValid() bool { return c.Conn.(driver.Validator).IsValid() }
+
+// Unwrap is the driver's own connection, for sql.Conn.Raw users of
+// modernc.org/sqlite's extensions (as its connector documentation asks of
+// wrappers).
+func (c *cachingConn) Unwrap() driver.Conn { return c.Conn }
 
 // Close finalizes the kept statements, then closes the connection.
 func (c *cachingConn) Close() error {

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -198,6 +199,25 @@ func TestWritesRunPrepared(t *testing.T) {
 	require.ErrorContains(t, write(ins, "e", "five"), "no such table: things")
 	require.ErrorContains(t, write(`INSERT INTO nothing_here VALUES (?)`, 1), "no such table: nothing_here")
 	require.Nil(t, keptWrite(cc, `INSERT INTO nothing_here VALUES (?)`))
+}
+
+// TestCacheableWrites: one INSERT, UPDATE or DELETE of at most
+// maxKeptParams parameters is kept; scripts, queries, DDL and long
+// parameter lists are not.
+func TestCacheableWrites(t *testing.T) {
+	for q, want := range map[string]bool{
+		`INSERT INTO t (a) VALUES (?)`:                                             true,
+		"  update t SET a = ? WHERE id = ?":                                        true,
+		`DELETE FROM t WHERE id = ?`:                                               true,
+		`INSERT INTO t (a) VALUES (?);`:                                            false,
+		`INSERT INTO t VALUES (1); DELETE FROM t`:                                  false,
+		`SELECT * FROM t`:                                                          false,
+		`ALTER TABLE t ADD COLUMN b TEXT`:                                          false,
+		`WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x`:                       false,
+		`DELETE FROM t WHERE id IN (` + strings.Repeat("?,", maxKeptParams) + `?)`: false,
+	} {
+		require.Equal(t, want, cacheable(q), q)
+	}
 }
 
 // keptWrite is the write connection's kept statement for q, or nil.
