@@ -22,6 +22,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
+	moderncsqlite "modernc.org/sqlite"
 )
 
 // Kind names the database engine.
@@ -133,13 +134,11 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	q.Set("_inttotime", "1")
 	dsn := "file:" + path + "?" + q.Encode()
 	// The write connection keeps its writes prepared (see cachingConn).
-	drvDB, err := sql.Open(sqlite.DriverName, "")
+	conn, err := moderncsqlite.NewConnector(dsn + "&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("database: open sqlite %s: %w", path, err)
 	}
-	drv := drvDB.Driver()
-	_ = drvDB.Close()
-	wdb := sql.OpenDB(cachingConnector{drv: drv, dsn: dsn + "&_txlock=immediate"})
+	wdb := sql.OpenDB(cachingConnector{conn})
 	w, err := gorm.Open(sqlite.New(sqlite.Config{Conn: wdb}), gcfg)
 	if err != nil {
 		_ = wdb.Close()

@@ -156,21 +156,17 @@ func (c *stmtCache) GetDBConn() (*sql.DB, error) { return c.db, nil }
 // recently used is finalized past it.
 const maxConnStmts = 128
 
-// cachingConnector opens the SQLite write connection as a cachingConn.
-type cachingConnector struct {
-	drv driver.Driver
-	dsn string
-}
+// cachingConnector opens the SQLite write connection, through the
+// driver's own connector, as a cachingConn.
+type cachingConnector struct{ driver.Connector }
 
-func (c cachingConnector) Connect(context.Context) (driver.Conn, error) {
-	conn, err := c.drv.Open(c.dsn)
+func (c cachingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return &cachingConn{Conn: conn, stmts: make(map[string]*list.Element)}, nil
 }
-
-func (c cachingConnector) Driver() driver.Driver { return c.drv }
 
 // cachingConn is a SQLite connection that keeps the statements of the
 // writes it executes (INSERT, UPDATE, DELETE) prepared, so that a create's
